@@ -1,0 +1,145 @@
+"""`lakepulse`: the platform's command line.
+
+lakepulse up | down | status          the local platform (what `make run/stop/status` call)
+lakepulse produce [--sources ...]     replay NAB series (or synthetic streams) into Kafka
+lakepulse consume [--topic ...]       read a topic back and count what is there
+lakepulse sql "<query>"               Spark SQL over the lake's tables
+lakepulse airflow-env                 export lines to run Airflow's own CLI on this deployment
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+from lakepulse.settings import SettingsError, get_settings
+
+
+def _up(args: argparse.Namespace) -> int:
+    from lakepulse.services import stack
+
+    stack.up(
+        get_settings(),
+        start_producer=not args.no_producer,
+        wait_for_data=not args.no_wait,
+        data_timeout=args.timeout,
+    )
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from lakepulse.services import stack
+
+    stack.down(get_settings())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from lakepulse.services import stack
+
+    settings = get_settings()
+    results = stack.checks(settings)
+    width = max(len(check.name) for check in results)
+    for check in results:
+        mark = "ok  " if check.health.ok else "DOWN"
+        print(f"{mark} {check.name:<{width}}  {check.health.detail}")
+    if args.memory:
+        memory = stack.memory_report(settings)
+        for name, rss in memory.items():
+            print(f"     {name:<{width}}  {rss / 2**20:8.0f} MiB resident")
+        print(f"     {'total':<{width}}  {sum(memory.values()) / 2**20:8.0f} MiB resident")
+    return 0 if all(check.health.ok for check in results) else 1
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from lakepulse.producer import produce
+
+    report = produce(
+        get_settings(),
+        sources=args.sources,
+        speedup=args.speedup,
+        limit=args.limit,
+        synthetic=args.synthetic,
+        progress=not args.no_progress,
+        topic=args.topic,
+    )
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0 if report.ok else 1
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from lakepulse.consumer import consume
+
+    settings = get_settings()
+    report = consume(settings, args.topic or settings.kafka.events_topic, timeout_s=args.timeout)
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from lakepulse.lake import sql_command
+
+    return sql_command(get_settings(), args.query)
+
+
+def _airflow_env(args: argparse.Namespace) -> int:
+    from lakepulse.services.airflow import airflow_env
+
+    for key, value in sorted(airflow_env(get_settings()).items()):
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakepulse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start the local platform and its main job")
+    up.add_argument("--no-producer", action="store_true", help="do not start the replay producer")
+    up.add_argument("--no-wait", action="store_true", help="return before events land in HDFS")
+    up.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for data")
+    up.set_defaults(handler=_up)
+
+    commands.add_parser("down", help="stop everything `up` started").set_defaults(handler=_down)
+
+    status = commands.add_parser("status", help="health of every service; non-zero if one is down")
+    status.add_argument("--memory", action="store_true", help="also print resident memory")
+    status.set_defaults(handler=_status)
+
+    produce = commands.add_parser("produce", help="replay events into Kafka")
+    produce.add_argument("--sources", help="NAB series or categories, comma-separated")
+    produce.add_argument("--speedup", type=float, help="replay speed-up (0: as fast as possible)")
+    produce.add_argument("--limit", type=int, help="stop after this many events")
+    produce.add_argument("--synthetic", action="store_true", help="use the built-in generator")
+    produce.add_argument("--topic", help="topic (default: the events topic)")
+    produce.add_argument("--no-progress", action="store_true", help="no progress bar")
+    produce.set_defaults(handler=_produce)
+
+    consume = commands.add_parser("consume", help="read a topic back and report counts")
+    consume.add_argument("--topic", help="topic (default: the events topic)")
+    consume.add_argument("--timeout", type=float, default=60.0, help="seconds at most")
+    consume.set_defaults(handler=_consume)
+
+    sql = commands.add_parser("sql", help="run Spark SQL over the lake's tables")
+    sql.add_argument("query")
+    sql.set_defaults(handler=_sql)
+
+    env = commands.add_parser("airflow-env", help="print the Airflow environment as exports")
+    env.set_defaults(handler=_airflow_env)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except SettingsError as exc:
+        print(f"lakepulse: settings error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

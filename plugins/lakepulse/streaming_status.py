@@ -1,0 +1,65 @@
+"""Is the streaming job alive? Read from the heartbeat the job writes to HDFS.
+
+The ingest job's query listener writes ``<status_path>/ingest_events.json`` on every progress
+and idle event. The heartbeat, not a process id, is the truth: on a cluster the driver runs on
+another machine.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lakepulse.services.process import pid_alive
+from lakepulse.webhdfs import WebHdfs, WebHdfsError
+
+INGEST_JOB = "ingest_events"
+
+
+@dataclass(frozen=True)
+class JobState:
+    alive: bool
+    reason: str
+    heartbeat: dict | None = None
+
+
+def heartbeat_path(status_dir: str, job: str = INGEST_JOB) -> str:
+    return f"{status_dir.rstrip('/')}/{job}.json"
+
+
+def read_heartbeat(client: WebHdfs, status_dir: str, job: str = INGEST_JOB) -> dict | None:
+    try:
+        return json.loads(client.read_bytes(heartbeat_path(status_dir, job)))
+    except WebHdfsError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def job_state(
+    heartbeat: dict | None, timeout_seconds: float, now: datetime | None = None
+) -> JobState:
+    """Judge a heartbeat: alive when recent and, for a driver on this host, its process lives."""
+    if heartbeat is None:
+        return JobState(False, "no heartbeat: the job has never reported progress")
+    now = now or datetime.now(UTC)
+    updated = datetime.fromisoformat(heartbeat["updated_at"].replace("Z", "+00:00"))
+    age = (now - updated).total_seconds()
+    if heartbeat.get("host") == socket.gethostname() and heartbeat.get("pid"):
+        if not pid_alive(int(heartbeat["pid"])):
+            return JobState(False, f"driver pid {heartbeat['pid']} is gone", heartbeat)
+    if age > timeout_seconds:
+        return JobState(
+            False, f"last heartbeat {age:.0f}s ago (limit {timeout_seconds:.0f}s)", heartbeat
+        )
+    return JobState(True, f"heartbeat {age:.0f}s ago, batch {heartbeat.get('batch_id')}", heartbeat)
+
+
+def current_state(client: WebHdfs, status_dir: str, timeout_seconds: float) -> JobState:
+    try:
+        heartbeat = read_heartbeat(client, status_dir)
+    except WebHdfsError as exc:
+        return JobState(False, f"cannot read the heartbeat from HDFS: {exc}")
+    return job_state(heartbeat, timeout_seconds)

@@ -1,0 +1,81 @@
+"""Test configuration: a private deployment of Lakepulse for the test session.
+
+Tests run against their own data directory (`.lakepulse-test/`, wiped at the start of a
+session) and their own ports (the defaults + 20000), so `make test` works while the platform
+started by `make run` keeps running. The `platform` fixture starts the real services once per
+session and stops them at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA_DIR = ROOT / ".lakepulse-test"
+TEST_ENV = {
+    "LAKEPULSE__PATHS__DATA_DIR": str(TEST_DATA_DIR),
+    "LAKEPULSE__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:29092",
+    "LAKEPULSE__KAFKA__CONTROLLER_PORT": "29093",
+    "LAKEPULSE__HDFS__NAMENODE_RPC_PORT": "28020",
+    "LAKEPULSE__HDFS__NAMENODE_HTTP_PORT": "29870",
+    "LAKEPULSE__HDFS__DATANODE_PORT": "29866",
+    "LAKEPULSE__HDFS__DATANODE_HTTP_PORT": "29864",
+    "LAKEPULSE__HDFS__DATANODE_IPC_PORT": "29867",
+    "LAKEPULSE__AIRFLOW__PORT": "28080",
+    "LAKEPULSE__MLFLOW__PORT": "25000",
+    # Short trigger and heartbeat so that tests see data and failures quickly.
+    "LAKEPULSE__SPARK__TRIGGER_SECONDS": "2",
+    "LAKEPULSE__SPARK__HEARTBEAT_TIMEOUT_SECONDS": "60",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before anything imports airflow or resolves settings: Airflow reads its environment once.
+    os.environ.update(TEST_ENV)
+    if os.environ.get("LAKEPULSE_TEST_KEEP_DATA") != "1" and TEST_DATA_DIR.exists():
+        from lakepulse.services import stack
+        from lakepulse.settings import load_settings
+
+        stack.down(load_settings(), say=lambda _: None)  # a previous session's leftovers
+        shutil.rmtree(TEST_DATA_DIR)
+    from lakepulse.services.airflow import airflow_env
+    from lakepulse.settings import load_settings
+
+    os.environ.update(airflow_env(load_settings()))
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from lakepulse.settings import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def platform(settings) -> Iterator:
+    """The whole stack (Kafka, HDFS, MLflow, Airflow and the streaming job Airflow starts)."""
+    from lakepulse.services import stack
+
+    messages: list[str] = []
+    try:
+        stack.up(settings, start_producer=False, wait_for_data=False, say=messages.append)
+        yield settings
+    finally:
+        stack.down(settings, say=messages.append)
+
+
+@pytest.fixture
+def kafka_settings(platform):
+    """Settings whose Kafka runs, with a fresh events topic name."""
+    from lakepulse.services import kafka
+
+    topic = f"test-{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topics(platform, {topic: (platform.kafka.events_partitions, {})})
+    return dataclasses.replace(platform, kafka=dataclasses.replace(platform.kafka, events_topic=topic))
