@@ -275,12 +275,13 @@ def test_ingest_sinks_write_the_lake_exactly_once(
 
         columns, rows = lake.run_sql(
             settings,
-            "SELECT event_id, value, event_date FROM raw_events ORDER BY kafka_offset",
+            "SELECT event_id, value, event_date, event_time FROM raw_events ORDER BY kafka_offset",
             spark=spark,
         )
-        assert columns == ["event_id", "value", "event_date"]
+        assert columns == ["event_id", "value", "event_date", "event_time"]
         assert [r[0] for r in rows] == [f"e-{i}" for i in range(6)] + ["e-new"]
         assert rows[0][2] == dt.date(2014, 4, 10)
+        assert rows[0][3] == dt.datetime(2014, 4, 10, 0, 2, tzinfo=dt.UTC)  # aware, UTC
 
         _, quarantined = lake.run_sql(
             settings,
@@ -302,7 +303,7 @@ def test_ingest_sinks_write_the_lake_exactly_once(
     assert beat["job"] == "ingest_events"
     assert beat["app_id"] == spark.sparkContext.applicationId
     assert beat["updated_at"].endswith("Z")
-    assert {"pid", "host", "started_at", "last_batch_id", "inputRowsPerSecond"} <= beat.keys()
+    assert {"pid", "host", "started_at", "batch_id", "inputRowsPerSecond"} <= beat.keys()
     assert job.RAW_QUERY in beat["queries"]
 
 
@@ -362,16 +363,17 @@ def test_sql_command_prints_a_table_and_an_exit_code(
 
 
 def test_format_table_aligns_columns() -> None:
+    at = dt.datetime(2014, 4, 10, 0, 2, tzinfo=dt.UTC)
     text = lake.format_table(
-        ["source", "value", "raw"],
-        [("a", 1.5, b"\x00\x01"), ("longer_name", None, None), ("b", 10, b"")],
+        ["source", "value", "raw", "at"],
+        [("a", 1.5, b"\x00\x01", at), ("longer_name", None, None, None), ("b", 10, b"", at)],
     )
     assert text.splitlines() == [
-        "source      | value | raw",
-        "------------+-------+-------",
-        "a           |   1.5 | 0x0001",
-        "longer_name |  NULL | NULL",
-        "b           |    10 | 0x",
+        "source      | value | raw    | at",
+        "------------+-------+--------+---------------------",
+        "a           |   1.5 | 0x0001 | 2014-04-10 00:02:00Z",
+        "longer_name |  NULL | NULL   | NULL",
+        "b           |    10 | 0x     | 2014-04-10 00:02:00Z",
     ]
 
 

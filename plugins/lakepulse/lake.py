@@ -75,6 +75,26 @@ def _missing_table_error(exc: Exception, registered: list[str]) -> LakeError:
     return LakeError(message)
 
 
+def _utc_rows(frame: DataFrame, rows: list[Any]) -> list[tuple[Any, ...]]:
+    """Rows as tuples, timestamps as aware UTC datetimes.
+
+    pyspark hands TIMESTAMP values back as naive datetimes in the local time zone of this
+    process; the lake is UTC, so say so explicitly instead of printing host-local times.
+    """
+    from pyspark.sql.types import TimestampType
+
+    instants = {
+        i for i, f in enumerate(frame.schema.fields) if isinstance(f.dataType, TimestampType)
+    }
+    return [
+        tuple(
+            value.astimezone(dt.UTC) if i in instants and value is not None else value
+            for i, value in enumerate(row)
+        )
+        for row in rows
+    ]
+
+
 def run_sql(
     settings: Settings,
     query: str,
@@ -102,7 +122,7 @@ def run_sql(
                 raise _missing_table_error(exc, registered) from None
             raise
         rows = frame.collect() if max_rows is None else frame.take(max_rows)
-        return frame.columns, [tuple(row) for row in rows]
+        return frame.columns, _utc_rows(frame, rows)
     finally:
         if own_session:
             spark.stop()
@@ -114,7 +134,7 @@ def _cell(value: Any, max_width: int) -> str:
     elif isinstance(value, bytes | bytearray):
         text = "0x" + bytes(value).hex()
     elif isinstance(value, dt.datetime):
-        text = value.isoformat(sep=" ")
+        text = value.isoformat(sep=" ").replace("+00:00", "Z")
     else:
         text = str(value)
     text = text.replace("\n", "\\n")

@@ -47,7 +47,7 @@ log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n
 log4j.logger.BlockStateChange=WARN
 log4j.logger.org.apache.hadoop.hdfs.server.datanode.DataNode.clienttrace=WARN
 log4j.logger.org.apache.hadoop.hdfs.server.namenode.FSNamesystem.audit=WARN
-# Looks for native libraries and winutils; the pure-Java code paths are used instead.
+# Warns that there is no native libhadoop; the pure-Java code paths serve instead.
 log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR
 """
 
@@ -206,6 +206,9 @@ class _NameNodeState:
         try:
             self.fs = _jmx_bean(settings, "FSNamesystemState", timeout)
             self.info = _jmx_bean(settings, "NameNodeInfo", timeout)
+        except requests.ConnectionError:
+            self.error = f"{self.where} not answering"
+            return
         except (requests.RequestException, ValueError, LookupError) as exc:
             self.error = f"{self.where}: JMX not readable ({exc})"
             return
