@@ -43,15 +43,15 @@ def cluster_health():
     @task
     def hdfs() -> str:
         from hooks.lakepulse_hooks import LakepulseWebHdfsHook
-
         from lakepulse.health import check_namenode, require
 
-        return require("HDFS", check_namenode(LakepulseWebHdfsHook(WEBHDFS_CONN_ID).namenode_http_url()))
+        return require(
+            "HDFS", check_namenode(LakepulseWebHdfsHook(WEBHDFS_CONN_ID).namenode_http_url())
+        )
 
     @task
     def streaming_job() -> str:
         from hooks.lakepulse_hooks import LakepulseWebHdfsHook
-
         from lakepulse.health import check_streaming_job, require
         from lakepulse.settings import get_settings
 
@@ -65,7 +65,6 @@ def cluster_health():
     @task
     def mlflow() -> str:
         from hooks.lakepulse_hooks import HttpEndpointHook
-
         from lakepulse.health import check_http, require
 
         url = HttpEndpointHook(MLFLOW_CONN_ID).base_url() + "/health"
@@ -74,7 +73,6 @@ def cluster_health():
     @task
     def airflow() -> str:
         from hooks.lakepulse_hooks import HttpEndpointHook
-
         from lakepulse.health import check_airflow, require
 
         return require("Airflow", check_airflow(HttpEndpointHook(AIRFLOW_API_CONN_ID).base_url()))

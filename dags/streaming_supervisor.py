@@ -10,16 +10,23 @@ and each run's `wait_until_job_is_down` return value says why it was (re)started
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from importlib.util import find_spec
+from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import dag
-from sensors.streaming_job import StreamingJobDownSensor
 
 from lakepulse.connections import SPARK_CONN_ID, WEBHDFS_CONN_ID
 from lakepulse.settings import PROJECT_ROOT, get_settings
 from lakepulse.spark_session import spark_submit_conf, spark_submit_jars
+from sensors.streaming_job import StreamingJobDownSensor
 
 settings = get_settings()
+
+
+def pyspark_home() -> str:
+    # find_spec locates pyspark without importing it (DAG files stay light to parse).
+    return str(Path(find_spec("pyspark").origin).parent)
 
 
 @dag(
@@ -48,7 +55,8 @@ def streaming_supervisor():
         name="lakepulse-ingest-events",
         conf=spark_submit_conf(settings),
         jars=",".join(spark_submit_jars(settings, required=False)) or None,
-        env_vars={"LAKEPULSE_PROJECT_ROOT": str(PROJECT_ROOT)},
+        # pip's spark-submit finds SPARK_HOME by asking `python3`; name it so PATH cannot mislead.
+        env_vars={"SPARK_HOME": str(Path(pyspark_home()))},
     )
     job_down >> run_job
 

@@ -78,4 +78,6 @@ def kafka_settings(platform):
 
     topic = f"test-{uuid.uuid4().hex[:8]}"
     kafka.ensure_topics(platform, {topic: (platform.kafka.events_partitions, {})})
-    return dataclasses.replace(platform, kafka=dataclasses.replace(platform.kafka, events_topic=topic))
+    return dataclasses.replace(
+        platform, kafka=dataclasses.replace(platform.kafka, events_topic=topic)
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from lakepulse import producer
 from lakepulse.events import (
     EVENT_FIELDS,

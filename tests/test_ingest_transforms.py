@@ -12,12 +12,12 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
 from lakepulse import lake
 from lakepulse.events import FIELD_NAMES, Event
 from lakepulse.settings import HdfsSettings, PathSettings, Settings, SparkSettings
@@ -40,19 +40,10 @@ KAFKA_SCHEMA = (
 KAFKA_TIME = dt.datetime(2024, 5, 1, 12, 0, 0)
 
 
-@dataclass(frozen=True)
-class LocalLakeHdfs(HdfsSettings):
-    """The lake in a local directory (lake_root) instead of HDFS."""
-
-    @property
-    def fs_uri(self) -> str:
-        return "file://"
-
-
 def local_settings(root: Path) -> Settings:
     return Settings(
         paths=PathSettings(data_dir=root / "data", jars_dir=root / "no-jars"),
-        hdfs=LocalLakeHdfs(lake_root=str(root / "lake")),
+        hdfs=HdfsSettings(fs_uri_override="file://", lake_root=str(root / "lake")),
         spark=SparkSettings(master="local[2]", shuffle_partitions=2, trigger_seconds=1),
     )
 

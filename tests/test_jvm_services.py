@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
+
 from lakepulse.services import hdfs, kafka, process
 from lakepulse.services.jvm import FETCH_COMMAND
 from lakepulse.settings import Settings, load_settings

@@ -12,10 +12,13 @@ import itertools
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from lakepulse.consumer import consume
+from lakepulse.events import Event
 from lakepulse.producer import produce
 from lakepulse.settings import Settings
 from lakepulse.sources import nab
@@ -114,3 +117,42 @@ def test_synthetic_events_keep_their_labels(kafka_settings: Settings) -> None:
     assert len(read.per_source) == sources
     assert read.anomalies > 0
     assert all(len(parts) == 1 for parts in read.partitions_by_source.values())
+
+
+def test_invalid_messages_are_counted_by_reason(kafka_settings: Settings) -> None:
+    settings = _topic(kafka_settings, "invalid")
+    topic = settings.kafka.events_topic
+    good = [
+        Event.create("a/b", datetime(2024, 1, 1, 0, minute, tzinfo=UTC), float(minute))
+        for minute in range(5)
+    ]
+    bad = [
+        b"{not json",
+        orjson.dumps({"schema_version": 1, "event_id": "x", "event_time": "2024-01-01T00:00:00Z"}),
+        orjson.dumps(
+            {
+                "schema_version": 1,
+                "event_id": "y",
+                "source": "a/b",
+                "event_time": "2024-01-01T00:00:00Z",
+                "value": "12",
+            }
+        ),
+    ]
+    raw = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    for event in good:
+        raw.produce(topic, event.to_json_bytes(), key=event.key)
+    for payload in bad:
+        raw.produce(topic, payload, key=b"a/b")
+    assert raw.flush(30) == 0
+
+    read = consume(settings, topic, timeout_s=60, idle_s=1.0, collect_ids=True)
+    assert (read.messages, read.valid, read.invalid) == (8, 5, 3)
+    assert read.invalid_reasons == {
+        "bad JSON": 1,
+        "missing field 'source'": 1,
+        "wrong type for 'value'": 1,
+    }
+    assert [e["offset"] for e in read.invalid_examples] == [5, 6, 7]  # one partition, in order
+    assert read.event_ids == {e.event_id for e in good}
+    assert read.as_dict()["sources_in_several_partitions"] == []

@@ -14,7 +14,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from lakepulse.events import InvalidEvent, from_json_bytes
 from lakepulse.log import get_logger
@@ -66,6 +73,10 @@ class ConsumeReport:
             "per_source": dict(sorted(self.per_source.items())),
             # String keys: JSON objects (and the log formatter) allow no others.
             "per_partition": {str(p): n for p, n in sorted(self.per_partition.items())},
+            # Should stay empty: the key (the source) pins a source to one partition.
+            "sources_in_several_partitions": sorted(
+                source for source, parts in self.partitions_by_source.items() if len(parts) > 1
+            ),
             "invalid_reasons": dict(self.invalid_reasons),
             "invalid_examples": self.invalid_examples,
             "timed_out": self.timed_out,
@@ -74,9 +85,9 @@ class ConsumeReport:
 
 
 def _reason_kind(reason: str) -> str:
-    # "missing field 'x'" and "bad JSON: unexpected character: line 1 column 2 (char 1)" group
-    # by their stem, so the counter stays small on a flood of similar errors.
-    return reason.split(":", 1)[0] if reason.startswith("bad JSON") else reason.split(" (")[0]
+    # Reasons read "<rule>: <detail>" ("bad JSON: ...", "wrong type for 'value': ..."): counting
+    # by rule keeps the counter small on a flood of similar messages.
+    return reason.split(":", 1)[0]
 
 
 def consume(
@@ -107,6 +118,7 @@ def consume(
         "enable.partition.eof": True,
         "isolation.level": "read_committed",
         "client.id": "lakepulse-consumer",
+        "logger": log.logger.getChild("librdkafka"),
     }
     consumer = Consumer(config)
     report = ConsumeReport(topic, group_id, event_ids=set() if collect_ids else None)
@@ -143,7 +155,7 @@ def consume(
 def _partitions(consumer: Consumer, topic: str, bootstrap: str) -> list[int]:
     try:
         metadata = consumer.list_topics(topic, timeout=15)
-    except Exception as exc:  # KafkaException: the cluster did not answer
+    except KafkaException as exc:
         raise TopicNotFound(f"Kafka at {bootstrap} did not answer: {exc}") from None
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
@@ -175,11 +187,15 @@ def _read(
         if max_messages is not None and report.messages >= max_messages:
             return
         wait = max(0.0, min(0.5, timeout_s - (now - started)))
-        for msg in consumer.consume(_BATCH, timeout=wait):
+        batch = _BATCH if max_messages is None else min(_BATCH, max_messages - report.messages)
+        for msg in consumer.consume(batch, timeout=wait):
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     at_end.add(msg.partition())
+                    continue
+                if error.retriable() and not error.fatal():
+                    log.warning("transient kafka error", topic=report.topic, error=error.str())
                     continue
                 raise RuntimeError(f"consuming {report.topic} failed: {error.str()}")
             last_activity = time.monotonic()

@@ -92,5 +92,7 @@ def check_airflow(base_url: str) -> Health:
     parts = {name: (report.get(name) or {}).get("status") for name in report}
     unhealthy = {name: state for name, state in parts.items() if state != "healthy"}
     if unhealthy:
-        return Health(False, "unhealthy components: " + ", ".join(f"{k}={v}" for k, v in unhealthy.items()))
+        return Health(
+            False, "unhealthy components: " + ", ".join(f"{k}={v}" for k, v in unhealthy.items())
+        )
     return Health(True, "all healthy: " + ", ".join(sorted(parts)))

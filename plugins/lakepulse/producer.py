@@ -110,9 +110,8 @@ class ProduceReport:
 class _Deliveries:
     """Delivery-report callback: counts outcomes without keeping messages alive."""
 
-    def __init__(self, report: ProduceReport, collect_ids: bool) -> None:
+    def __init__(self, report: ProduceReport) -> None:
         self.report = report
-        self.collect_ids = collect_ids
         self.first_error_logged = False
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
@@ -128,7 +127,7 @@ class _Deliveries:
             return
         report.delivered += 1
         report.per_source[msg.key().decode()] += 1
-        if self.collect_ids and report.event_ids is not None:
+        if report.event_ids is not None:
             report.event_ids.append(orjson.loads(msg.value())["event_id"])
 
 
@@ -137,20 +136,23 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.stopped = False
+        self._installed = False
         self._previous: Any = None
 
     def __enter__(self) -> _StopFlag:
         # Signal handlers can only be installed from the main thread (Airflow runs us there).
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.stopped = True
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        if self._installed:
+            # None means a handler set outside Python; the default is the closest we can restore.
+            signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
 
 
 def resolve_speedup(speedup: float | None, settings: Settings) -> float:
@@ -256,11 +258,13 @@ def produce(
         **PRODUCER_DEFAULTS,
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "error_cb": _log_client_error,
+        # librdkafka's own log lines become structured JSON lines like ours (served by poll()).
+        "logger": log.logger.getChild("librdkafka"),
         **(kafka_config or {}),
     }
     producer = Producer(config)
     _check_topic(producer, topic, settings.kafka.bootstrap_servers)
-    on_delivery = _Deliveries(report, collect_ids)
+    on_delivery = _Deliveries(report)
     log.info("producing", topic=topic, mode=mode, speedup=pace, limit=limit, events=total)
 
     started = time.monotonic()
@@ -333,7 +337,7 @@ def _flush(producer: Producer, timeout_s: float) -> int:
 def _check_topic(producer: Producer, topic: str, bootstrap: str) -> None:
     """Fail fast with a clear message instead of queueing into a void for two minutes."""
     try:
-        metadata = producer.list_topics(topic, timeout=15)
+        metadata = producer.list_topics(topic, timeout=10)
     except KafkaException as exc:
         raise KafkaUnavailable(
             f"Kafka at {bootstrap} is not reachable ({exc.args[0]}); is the broker running?"

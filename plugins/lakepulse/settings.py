@@ -59,10 +59,13 @@ class HdfsSettings:
     lake_root: str = "/lakepulse"
     heap: str = "384m"
     managed: bool = True
+    # Empty: hdfs://namenode_host:namenode_rpc_port. "file://" keeps the lake on local disk
+    # below lake_root (tests of pure jobs); lake_root must then be absolute.
+    fs_uri_override: str = ""
 
     @property
     def fs_uri(self) -> str:
-        return f"hdfs://{self.namenode_host}:{self.namenode_rpc_port}"
+        return self.fs_uri_override or f"hdfs://{self.namenode_host}:{self.namenode_rpc_port}"
 
     @property
     def webhdfs_url(self) -> str:
@@ -84,6 +87,8 @@ class SparkSettings:
     max_offsets_per_trigger: int = 200_000
     # A job whose last progress report is older than this is considered dead.
     heartbeat_timeout_seconds: int = 120
+    # Spark's web UI for jobs Lakepulse submits; 0 turns it off.
+    ui_port: int = 0
 
 
 @dataclass(frozen=True)

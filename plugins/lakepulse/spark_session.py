@@ -53,9 +53,8 @@ def _base_conf(settings: Settings) -> dict[str, str]:
     # Simple auth: Hadoop's client takes the user from $HADOOP_USER_NAME or this system
     # property; the property travels with spark-submit --conf, the environment may not.
     user_property = f"-DHADOOP_USER_NAME={user}"
-    # Off unless the lead adds SparkSettings.ui_port (0 = off): a long-running job on a shared
-    # machine should not grab 4040, 4041, ... silently.
-    ui_port = int(getattr(settings.spark, "ui_port", 0) or 0)
+    # Off by default: a long-running job on a shared machine should not grab 4040, 4041, ...
+    ui_port = settings.spark.ui_port
     conf = {
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),

@@ -44,6 +44,8 @@ def job_state(
     """Judge a heartbeat: alive when recent and, for a driver on this host, its process lives."""
     if heartbeat is None:
         return JobState(False, "no heartbeat: the job has never reported progress")
+    if heartbeat.get("event") in {"stopped", "failed"}:
+        return JobState(False, f"the job reported {heartbeat['event']!r}", heartbeat)
     now = now or datetime.now(UTC)
     updated = datetime.fromisoformat(heartbeat["updated_at"].replace("Z", "+00:00"))
     age = (now - updated).total_seconds()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator
-from hooks.lakepulse_hooks import LakepulseWebHdfsHook
 
+from hooks.lakepulse_hooks import LakepulseWebHdfsHook
 from lakepulse.streaming_status import current_state
 
 

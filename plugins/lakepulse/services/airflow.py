@@ -90,6 +90,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(PROJECT_ROOT)]),
         "PYSPARK_PYTHON": sys.executable,
         "LAKEPULSE_PROJECT_ROOT": str(PROJECT_ROOT),
+        # Tasks and the jobs they submit resolve the same deployment, and `lakepulse down`
+        # finds this deployment's job processes by it.
+        "LAKEPULSE__PATHS__DATA_DIR": str(settings.paths.data_dir),
     }
     env.update(airflow_connection_env(settings))
     env.update({k: v for k, v in os.environ.items() if k.startswith("LAKEPULSE__")})

@@ -176,23 +176,29 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> None:
         for spec in group:
             say(process.stop(spec))
         if group and group[0].name.startswith("airflow"):
-            stopped = stop_strays()
+            stopped = stop_strays(settings)
             if stopped:
                 say(f"streaming job processes stopped: {stopped}")
 
 
-def stop_strays(timeout: float = 20.0) -> list[int]:
-    """Stop spark-submit processes of this checkout's jobs that outlived Airflow."""
-    marker = str(PROJECT_ROOT / "spark") + os.sep
+def stop_strays(settings: Settings, timeout: float = 20.0) -> list[int]:
+    """Stop this deployment's Spark jobs that outlived Airflow.
+
+    A job belongs to this deployment when it runs one of the checkout's `spark/` scripts with
+    this deployment's data directory in its environment (Airflow passes it on).
+    """
+    script_marker = (str(PROJECT_ROOT / "spark") + os.sep).encode()
+    env_marker = f"LAKEPULSE__PATHS__DATA_DIR={settings.paths.data_dir}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if marker in cmdline:
+        if script_marker in cmdline and env_marker in environ:
             found.append(int(entry.name))
     for pid in found:
         try:
