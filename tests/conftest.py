@@ -39,12 +39,6 @@ TEST_ENV = {
 def pytest_configure(config: pytest.Config) -> None:
     # Before anything imports airflow or resolves settings: Airflow reads its environment once.
     os.environ.update(TEST_ENV)
-    if os.environ.get("LAKEPULSE_TEST_KEEP_DATA") != "1" and TEST_DATA_DIR.exists():
-        from lakepulse.services import stack
-        from lakepulse.settings import load_settings
-
-        stack.down(load_settings(), say=lambda _: None)  # a previous session's leftovers
-        shutil.rmtree(TEST_DATA_DIR)
     from lakepulse.services.airflow import airflow_env
     from lakepulse.settings import load_settings
 
@@ -64,6 +58,12 @@ def platform(settings) -> Iterator:
     from lakepulse.services import stack
 
     messages: list[str] = []
+    stack.down(settings, say=messages.append)  # a previous session's leftovers
+    if os.environ.get("LAKEPULSE_TEST_KEEP_DATA") != "1":
+        # A fresh deployment; the instance secrets stay, this process's Airflow env uses them.
+        for entry in TEST_DATA_DIR.iterdir():
+            if entry.name != "secrets":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     try:
         stack.up(settings, start_producer=False, wait_for_data=False, say=messages.append)
         yield settings

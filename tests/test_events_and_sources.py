@@ -458,7 +458,7 @@ def test_synthetic_is_deterministic_with_a_seed() -> None:
         generator = SyntheticGenerator(n_sources, seed=seed)
         return [
             (i.event.event_id, i.event.source, i.event.value, i.event.is_anomaly)
-            for i in itertools.islice(generator, 2_000 * n_sources)
+            for i in itertools.islice(generator, 1_000 * n_sources)
         ]
 
     first = take(4, seed=42)
