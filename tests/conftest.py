@@ -9,6 +9,7 @@ session and stops them at the end.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import uuid
@@ -39,6 +40,8 @@ TEST_ENV = {
 def pytest_configure(config: pytest.Config) -> None:
     # Before anything imports airflow or resolves settings: Airflow reads its environment once.
     os.environ.update(TEST_ENV)
+    # py4j logs "closing connection" from finalizers after pytest closed its streams.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     from lakepulse.services.airflow import airflow_env
     from lakepulse.settings import load_settings
 

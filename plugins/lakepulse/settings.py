@@ -268,7 +268,8 @@ def load_settings(
             if name not in fields:
                 tried = ", ".join(prefix + f.upper() for f in fields)
                 raise SettingsError(
-                    f"unknown environment setting {env_key}; keys tried for [{section_name}]: {tried}"
+                    f"unknown environment setting {env_key}; "
+                    f"keys tried for [{section_name}]: {tried}"
                 )
             values[name] = _coerce(raw, fields[name].type, f"{section_name}.{name}", env_key)
         sections[section_name] = section_cls(**values)

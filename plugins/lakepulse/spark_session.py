@@ -61,6 +61,8 @@ def _base_conf(settings: Settings) -> dict[str, str]:
         # Timestamps are instants; rendering and date functions must not depend on the host.
         "spark.sql.session.timeZone": "UTC",
         "spark.hadoop.fs.defaultFS": default_fs(settings.hdfs.fs_uri),
+        # Not ./spark-warehouse in whatever directory the command was started from.
+        "spark.sql.warehouse.dir": settings.hdfs.lake_path("_warehouse"),
         "spark.driver.extraJavaOptions": user_property,
         "spark.executor.extraJavaOptions": user_property,
         "spark.executorEnv.HADOOP_USER_NAME": user,

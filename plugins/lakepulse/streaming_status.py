@@ -49,9 +49,9 @@ def job_state(
     now = now or datetime.now(UTC)
     updated = datetime.fromisoformat(heartbeat["updated_at"].replace("Z", "+00:00"))
     age = (now - updated).total_seconds()
-    if heartbeat.get("host") == socket.gethostname() and heartbeat.get("pid"):
-        if not pid_alive(int(heartbeat["pid"])):
-            return JobState(False, f"driver pid {heartbeat['pid']} is gone", heartbeat)
+    on_this_host = heartbeat.get("host") == socket.gethostname() and heartbeat.get("pid")
+    if on_this_host and not pid_alive(int(heartbeat["pid"])):
+        return JobState(False, f"driver pid {heartbeat['pid']} is gone", heartbeat)
     if age > timeout_seconds:
         return JobState(
             False, f"last heartbeat {age:.0f}s ago (limit {timeout_seconds:.0f}s)", heartbeat

@@ -6,6 +6,7 @@ service, so Kafka, HDFS, Airflow and MLflow are started, checked and stopped ali
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -193,10 +194,8 @@ def _reap_group(pgid: int) -> None:
         if not members:
             return
         for member in members:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(member, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.1)
 
 

@@ -7,6 +7,7 @@ and returns once the first events have landed in HDFS. Each step is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -135,9 +136,7 @@ def up(settings: Settings, *, start_producer: bool = True, wait_for_data: bool =
     if start_producer:
         say(process.start(producer_spec(settings)))
     if wait_for_data:
-        say(
-            "waiting for Airflow's streaming_supervisor to start the job and the first events to land"
-        )
+        say("waiting for streaming_supervisor to start the job and the first events to land")
         landed = process.wait_until(
             partial(raw_events_landed, settings), data_timeout, interval=5.0, what="landing"
         )
@@ -201,10 +200,8 @@ def stop_strays(settings: Settings, timeout: float = 20.0) -> list[int]:
         if script_marker in cmdline and env_marker in environ:
             found.append(int(entry.name))
     for pid in found:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout
     while any(process.pid_alive(p) for p in found) and time.monotonic() < deadline:
         time.sleep(0.2)
