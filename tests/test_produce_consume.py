@@ -156,3 +156,21 @@ def test_invalid_messages_are_counted_by_reason(kafka_settings: Settings) -> Non
     assert [e["offset"] for e in read.invalid_examples] == [5, 6, 7]  # one partition, in order
     assert read.event_ids == {e.event_id for e in good}
     assert read.as_dict()["sources_in_several_partitions"] == []
+
+
+def test_a_resumed_replay_continues_where_the_last_one_stopped(
+    nab_settings: Settings, tmp_path
+) -> None:
+    position = tmp_path / "position.json"
+    first = produce(nab_settings, sources="realAdExchange", speedup=0, limit=300,
+                    progress=False, collect_ids=True, resume=position)  # fmt: skip
+    second = produce(nab_settings, sources="realAdExchange", speedup=0, limit=200,
+                     progress=False, collect_ids=True, resume=position)  # fmt: skip
+    assert first.ok and second.ok
+    replay = nab.replay(nab_settings.paths.nab_dir, "realAdExchange")
+    expected = [item.event.event_id for item in itertools.islice(replay, 500)]
+    assert sorted(first.event_ids) == sorted(expected[:300])
+    assert sorted(second.event_ids) == sorted(expected[300:])
+
+    read = consume(nab_settings, nab_settings.kafka.events_topic, timeout_s=60, idle_s=1.0)
+    assert (read.messages, read.duplicates) == (500, 0)

@@ -13,6 +13,7 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 
 from lakepulse.settings import SettingsError, get_settings
 
@@ -64,6 +65,7 @@ def _produce(args: argparse.Namespace) -> int:
         synthetic=args.synthetic,
         progress=not args.no_progress,
         topic=args.topic,
+        resume=Path(args.resume) if args.resume else None,
     )
     print(json.dumps(report.as_dict(), indent=2))
     return 0 if report.ok else 1
@@ -119,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--synthetic", action="store_true", help="use the built-in generator")
     produce.add_argument("--topic", help="topic (default: the events topic)")
     produce.add_argument("--no-progress", action="store_true", help="no progress bar")
+    produce.add_argument("--resume", metavar="FILE",
+                         help="position file: skip what an earlier run delivered")  # fmt: skip
     produce.set_defaults(handler=_produce)
 
     consume = commands.add_parser("consume", help="read a topic back and report counts")

@@ -1,8 +1,9 @@
 """Structured logs for Lakepulse's own code: one JSON object a line.
 
-Every record carries ``component`` and ``run_id``; the run id comes from
-``LAKEPULSE_RUN_ID`` (set by the Airflow tasks and the CLI) so that the lines of one run can be
-found across processes.
+Every record carries ``component`` and ``run_id``: ``LAKEPULSE_RUN_ID`` when set, else the
+Airflow DAG run id when running inside a task (Airflow exports it as AIRFLOW_CTX_DAG_RUN_ID, and
+jobs the task submits inherit it), else an id of this process. So the lines of one DAG run can
+be found across processes, Spark drivers included.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from typing import Any
 
 import orjson
 
-_RUN_ID = os.environ.get("LAKEPULSE_RUN_ID") or uuid.uuid4().hex[:12]
+_PROCESS_RUN_ID = uuid.uuid4().hex[:12]
 _STD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 def run_id() -> str:
-    return _RUN_ID
+    # Read per record: Airflow exports its context after this module was imported.
+    return (
+        os.environ.get("LAKEPULSE_RUN_ID")
+        or os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
+        or _PROCESS_RUN_ID
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,9 +35,11 @@ class JsonFormatter(logging.Formatter):
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "component": getattr(record, "component", record.name),
-            "run_id": getattr(record, "run_id", _RUN_ID),
+            "run_id": getattr(record, "run_id", None) or run_id(),
             "msg": record.getMessage(),
         }
+        if task := os.environ.get("AIRFLOW_CTX_TASK_ID"):
+            payload["airflow_task"] = f"{os.environ.get('AIRFLOW_CTX_DAG_ID')}.{task}"
         for key, value in record.__dict__.items():
             if key not in _STD_ATTRS and key not in payload and not key.startswith("_"):
                 payload[key] = value

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -54,6 +55,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 _POLL_EVERY = 1_000  # serve delivery reports at least this often while sending flat out
 _PROGRESS_EVERY = 2_000
 _MAX_WAIT_S = 0.2  # longest blocking call, so SIGTERM and Ctrl-C are handled promptly
+_CHECKPOINT_EVERY_S = 5.0  # how often a resumable replay records how far it got
 _MAX_ERROR_KINDS = 20
 
 
@@ -205,11 +207,18 @@ def open_events(
 def _paced(
     events: Iterable[ReplayEvent], speedup: float, producer: Producer, stop: _StopFlag
 ) -> Iterator[ReplayEvent]:
-    """Yield each event at its wall time (offset / speedup), serving callbacks while waiting."""
+    """Yield each event at its wall time, serving callbacks while waiting.
+
+    Times count from the first event yielded, so a resumed replay does not first wait out the
+    part it skipped.
+    """
     started = time.monotonic()
+    first_offset: float | None = None
     for item in events:
+        if first_offset is None:
+            first_offset = item.offset
         if speedup > 0:
-            due = started + item.offset / speedup
+            due = started + (item.offset - first_offset) / speedup
             while not stop.stopped:
                 wait = due - time.monotonic()
                 if wait <= 0:
@@ -234,6 +243,7 @@ def produce(
     topic: str | None = None,
     kafka_config: Mapping[str, Any] | None = None,
     flush_timeout_s: float = 60.0,
+    resume: Path | None = None,
 ) -> ProduceReport:
     """Replay events into ``settings.kafka.events_topic`` and report what was delivered.
 
@@ -243,12 +253,23 @@ def produce(
     synthetic generator runs until SIGTERM or Ctrl-C. ``collect_ids`` keeps the delivered event
     ids in the report (for tests; not for endless runs). ``seed`` and ``start`` steer the
     synthetic generator (start defaults to now, on its 5-minute grid).
+
+    ``resume`` names a position file: a NAB replay skips what an earlier run with the same
+    selection delivered, and records how far it got (every few seconds, after a flush, and at
+    the end), so restarting the replay does not send the same events twice. A replay that was
+    killed outright resends at most the last few seconds of events.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     pace = resolve_speedup(speedup, settings)
     topic = topic or settings.kafka.events_topic
     mode, events, total = open_events(settings, sources, synthetic, seed, start)
+    position = ReplayPosition(resume, f"{mode}:{topic}:{sources or settings.producer.sources}")
+    skipped = position.load() if mode == "nab" else 0
+    if skipped:
+        log.info("resuming replay", skipped=skipped, position_file=str(resume))
+        events = itertools.islice(events, skipped, None)
+        total = None if total is None else max(0, total - skipped)
     if limit is not None:
         total = limit if total is None else min(total, limit)
         events = itertools.islice(events, limit)
@@ -278,6 +299,7 @@ def produce(
         mininterval=0.5,
     )
     pending_progress = 0
+    next_checkpoint = time.monotonic() + _CHECKPOINT_EVERY_S
     with _StopFlag() as stop:
         try:
             for item in _paced(events, pace, producer, stop):
@@ -291,6 +313,10 @@ def produce(
                     pending_progress = 0
                 if report.sent % _POLL_EVERY == 0:
                     producer.poll(0)
+                if resume is not None and time.monotonic() >= next_checkpoint:
+                    if producer.flush(10) == 0 and report.failed == 0:
+                        position.save(skipped + report.sent)
+                    next_checkpoint = time.monotonic() + _CHECKPOINT_EVERY_S
             report.interrupted = stop.stopped
         except KeyboardInterrupt:
             report.interrupted = True
@@ -301,8 +327,36 @@ def produce(
                 log.warning("interrupted, flushing what was sent", sent=report.sent)
             report.undelivered = _flush(producer, flush_timeout_s)
             report.elapsed_s = time.monotonic() - started
+            if resume is not None and report.ok and mode == "nab":
+                position.save(skipped + report.sent)
     _log_report(report)
     return report
+
+
+@dataclass(frozen=True)
+class ReplayPosition:
+    """How many events of a replay were delivered, kept in a small JSON file."""
+
+    path: Path | None
+    replay: str  # mode, topic and selection: a position only applies to the same replay
+
+    def load(self) -> int:
+        if self.path is None or not self.path.is_file():
+            return 0
+        saved = orjson.loads(self.path.read_bytes())
+        if saved.get("replay") != self.replay:
+            log.warning("position file is for another replay; starting from the beginning",
+                        position_file=str(self.path), saved=saved.get("replay"))  # fmt: skip
+            return 0
+        return int(saved["delivered"])
+
+    def save(self, delivered: int) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_bytes(orjson.dumps({"replay": self.replay, "delivered": delivered}))
+        temporary.replace(self.path)  # atomic: a crash leaves the old or the new position
 
 
 def _send(

@@ -60,6 +60,9 @@ def producer_spec(settings: Settings) -> ServiceSpec:
         "--speedup",
         str(settings.producer.speedup),
         "--no-progress",
+        # Restarting the platform continues the replay instead of sending it all again.
+        "--resume",
+        str(settings.paths.data_dir / "producer" / "replay-position.json"),
     ]
 
     def running() -> Health:
