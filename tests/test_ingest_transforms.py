@@ -7,7 +7,6 @@ directory (file://).
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import io
 import json
 import time
@@ -219,13 +218,9 @@ def test_nothing_is_lost_and_the_original_bytes_are_kept(spark: Any) -> None:
 
 @pytest.fixture(scope="module")
 def job() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "ingest_events_job", PROJECT_ROOT / "spark" / "ingest_events.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from lakepulse.streaming import ingest_job
+
+    return ingest_job
 
 
 def write_kafka_batch(spark: Any, folder: Path, name: str, values: list[Any], start: int) -> None:
