@@ -128,6 +128,16 @@ def raw_events_landed(settings: Settings) -> Health:
     return Health(files > 0, f"{files} Parquet files in {len(partitions)} date partitions")
 
 
+def main_job_landing(settings: Settings) -> Health:
+    """The streaming job runs (fresh heartbeat) and events have landed in the raw zone."""
+    job = current_state(
+        WebHdfs(settings.hdfs), settings.status_path, settings.spark.heartbeat_timeout_seconds
+    )
+    if not job.alive:
+        return Health(False, f"streaming job not running yet: {job.reason}")
+    return raw_events_landed(settings)
+
+
 def up(settings: Settings, *, start_producer: bool = True, wait_for_data: bool = True,
        data_timeout: float = 900.0, say: Callable[[str], None] = print) -> None:  # fmt: skip
     check_jars(settings)
@@ -141,7 +151,7 @@ def up(settings: Settings, *, start_producer: bool = True, wait_for_data: bool =
     if wait_for_data:
         say("waiting for streaming_supervisor to start the job and the first events to land")
         landed = process.wait_until(
-            partial(raw_events_landed, settings), data_timeout, interval=5.0, what="landing"
+            partial(main_job_landing, settings), data_timeout, interval=5.0, what="landing"
         )
         if not landed.ok:
             raise SystemExit(
