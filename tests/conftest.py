@@ -1,7 +1,7 @@
 """Test configuration: a private deployment of Lakepulse for the test session.
 
-Tests run against their own data directory (`.lakepulse-test/`, wiped at the start of a
-session) and their own ports (the defaults + 20000), so `make test` works while the platform
+Tests run against their own data directory (`.lakepulse-test/`, wiped when the platform
+starts) and their own ports (the defaults + 20000), so `make test` works while the platform
 started by `make run` keeps running. The `platform` fixture starts the real services once per
 session and stops them at the end.
 """
@@ -19,18 +19,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_DATA_DIR = ROOT / ".lakepulse-test"
+# LAKEPULSE_TEST_DATA_DIR and LAKEPULSE_TEST_PORT_OFFSET let two test sessions run side by side.
+TEST_DATA_DIR = Path(os.environ.get("LAKEPULSE_TEST_DATA_DIR", ROOT / ".lakepulse-test"))
+PORT_OFFSET = int(os.environ.get("LAKEPULSE_TEST_PORT_OFFSET", "20000"))
+DEFAULT_PORTS = {
+    "KAFKA__CONTROLLER_PORT": 9093,
+    "HDFS__NAMENODE_RPC_PORT": 8020,
+    "HDFS__NAMENODE_HTTP_PORT": 9870,
+    "HDFS__DATANODE_PORT": 9866,
+    "HDFS__DATANODE_HTTP_PORT": 9864,
+    "HDFS__DATANODE_IPC_PORT": 9867,
+    "AIRFLOW__PORT": 8080,
+    "MLFLOW__PORT": 5000,
+}
 TEST_ENV = {
     "LAKEPULSE__PATHS__DATA_DIR": str(TEST_DATA_DIR),
-    "LAKEPULSE__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:29092",
-    "LAKEPULSE__KAFKA__CONTROLLER_PORT": "29093",
-    "LAKEPULSE__HDFS__NAMENODE_RPC_PORT": "28020",
-    "LAKEPULSE__HDFS__NAMENODE_HTTP_PORT": "29870",
-    "LAKEPULSE__HDFS__DATANODE_PORT": "29866",
-    "LAKEPULSE__HDFS__DATANODE_HTTP_PORT": "29864",
-    "LAKEPULSE__HDFS__DATANODE_IPC_PORT": "29867",
-    "LAKEPULSE__AIRFLOW__PORT": "28080",
-    "LAKEPULSE__MLFLOW__PORT": "25000",
+    "LAKEPULSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{9092 + PORT_OFFSET}",
+    **{f"LAKEPULSE__{key}": str(port + PORT_OFFSET) for key, port in DEFAULT_PORTS.items()},
     # Short trigger and heartbeat so that tests see data and failures quickly.
     "LAKEPULSE__SPARK__TRIGGER_SECONDS": "2",
     "LAKEPULSE__SPARK__HEARTBEAT_TIMEOUT_SECONDS": "60",
@@ -64,6 +69,7 @@ def platform(settings) -> Iterator:
     stack.down(settings, say=messages.append)  # a previous session's leftovers
     if os.environ.get("LAKEPULSE_TEST_KEEP_DATA") != "1":
         # A fresh deployment; the instance secrets stay, this process's Airflow env uses them.
+        TEST_DATA_DIR.mkdir(parents=True, exist_ok=True)
         for entry in TEST_DATA_DIR.iterdir():
             if entry.name != "secrets":
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
