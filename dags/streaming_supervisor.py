@@ -1,10 +1,12 @@
 """streaming_supervisor: keep the ingest streaming job (Kafka -> HDFS raw zone) running.
 
 A continuous DAG, one run at a time. Each run waits until the job is *not* running (no fresh
-heartbeat in HDFS), records why, then runs it through the Spark provider's
-SparkSubmitOperator, which lives as long as the job does. When the job dies the run fails
-and the next run starts it again from its checkpoint: the grid of runs is the restart history,
-and each run's `wait_until_job_is_down` return value says why it was (re)started.
+heartbeat in HDFS), records why (HDFS `_status/restarts/`, and the task's return value), then
+runs it through the Spark provider's SparkSubmitOperator, which lives as long as the job does.
+Beside it, `watch_job` compares Kafka's end offsets with the offsets the job has committed: a
+job that is stalled (data waiting, nothing committed for a while) or falling behind (lag over
+the limit and growing) is stopped by `stop_unhealthy_job`. When the job ends, for whatever
+reason, the run fails and the next run starts it again from its checkpoint.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import dag
+from airflow.sdk import dag, task
 
-from lakepulse.connections import SPARK_CONN_ID, WEBHDFS_CONN_ID
+from lakepulse.connections import KAFKA_CONN_ID, SPARK_CONN_ID, WEBHDFS_CONN_ID
 from lakepulse.settings import PROJECT_ROOT, get_settings
 from lakepulse.spark_session import spark_submit_conf, spark_submit_jars
-from sensors.streaming_job import StreamingJobDownSensor
+from sensors.streaming_job import StreamingJobDownSensor, StreamingJobWatchdogSensor
 
 settings = get_settings()
 
@@ -58,7 +60,43 @@ def streaming_supervisor():
         # pip's spark-submit finds SPARK_HOME by asking `python3`; name it so PATH cannot mislead.
         env_vars={"SPARK_HOME": str(Path(pyspark_home()))},
     )
-    job_down >> run_job
+    supervision = settings.supervision
+    watch = StreamingJobWatchdogSensor(
+        task_id="watch_job",
+        status_dir=settings.status_path,
+        checkpoint_dir=f"{settings.hdfs.lake_root.rstrip('/')}/_checkpoints/ingest_events/"
+        "ingest_events_raw",
+        topic=settings.kafka.events_topic,
+        heartbeat_timeout=settings.spark.heartbeat_timeout_seconds,
+        stall_after_s=supervision.stall_after_seconds,
+        max_lag=supervision.max_lag,
+        growth_window_s=supervision.lag_growth_window_seconds,
+        start_grace_s=supervision.start_grace_seconds,
+        poke_interval=supervision.poke_seconds,
+        timeout=timedelta(days=365).total_seconds(),
+        webhdfs_conn_id=WEBHDFS_CONN_ID,
+        kafka_conn_id=KAFKA_CONN_ID,
+    )
+
+    @task
+    def stop_unhealthy_job(verdict: dict) -> str:
+        """Stop a stalled or lagging job; its run then fails and the next run restarts it."""
+        from hooks.lakepulse_hooks import LakepulseWebHdfsHook
+        from lakepulse.services.process import pid_alive
+        from lakepulse.streaming.control import stop_local_driver
+        from lakepulse.streaming_status import record_restart
+
+        # "ended" covers a hung driver too (stale heartbeat, process still there).
+        pid = verdict.get("pid")
+        if verdict.get("outcome") != "unhealthy" and not (pid and pid_alive(int(pid))):
+            return f"nothing to stop: {verdict.get('reason')}"
+        client = LakepulseWebHdfsHook(WEBHDFS_CONN_ID).get_conn()
+        record_restart(client, settings.status_path, verdict["reason"], action="stop",
+                       app_id=verdict.get("app_id"), pid=verdict.get("pid"))  # fmt: skip
+        return stop_local_driver(verdict.get("pid"), verdict.get("host"))
+
+    job_down >> [run_job, watch]
+    stop_unhealthy_job(watch.output)
 
 
 streaming_supervisor()

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,53 @@ def kafka_settings(platform):
     return dataclasses.replace(
         platform, kafka=dataclasses.replace(platform.kafka, events_topic=topic)
     )
+
+
+@pytest.fixture(scope="session")
+def lake_spark(platform):
+    """One local SparkSession for reading the test platform's lake."""
+    from lakepulse.spark_session import build_spark
+
+    session = build_spark(platform, "tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def lake_rows(platform, lake_spark):
+    """Run SQL over the lake; [] while the table does not exist yet."""
+    from lakepulse.lake import LakeError, run_sql
+
+    def rows(query: str) -> list[tuple]:
+        try:
+            return run_sql(platform, query, spark=lake_spark)[1]
+        except LakeError:
+            return []
+
+    return rows
+
+
+def wait_for(probe, done, deadline_s: float, what: str, interval: float = 3.0):
+    """Call ``probe`` until ``done(result)``; fail naming ``what`` and the last result."""
+    deadline = time.monotonic() + deadline_s
+    result = probe()
+    while not done(result):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not seen within {deadline_s:.0f}s; last result: {result}")
+        time.sleep(interval)
+        result = probe()
+    return result
+
+
+@pytest.fixture(scope="session")
+def job_running(platform):
+    """The streaming job that Airflow's supervisor started is alive."""
+    from lakepulse.services.process import wait_until
+    from lakepulse.services.stack import checks
+
+    def job_alive():
+        return next(c.health for c in checks(platform) if c.name == "streaming-job")
+
+    health = wait_until(job_alive, timeout=480, interval=3, what="streaming job")
+    assert health.ok, f"the streaming job did not come up: {health.detail}"
+    return platform

@@ -11,7 +11,12 @@ pytestmark = pytest.mark.platform
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 EXPECTED_TASKS = {
     "cluster_health": {"kafka", "hdfs", "streaming_job", "mlflow", "airflow"},
-    "streaming_supervisor": {"wait_until_job_is_down", "run_ingest_events"},
+    "streaming_supervisor": {
+        "wait_until_job_is_down",
+        "run_ingest_events",
+        "watch_job",
+        "stop_unhealthy_job",
+    },
 }
 
 

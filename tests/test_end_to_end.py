@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 pytestmark = [pytest.mark.platform, pytest.mark.streaming, pytest.mark.integration]
 
@@ -16,36 +16,7 @@ K = 400
 LANDING_DEADLINE_S = 480
 
 
-@pytest.fixture(scope="module")
-def lake_spark(platform):
-    from lakepulse.spark_session import build_spark
-
-    session = build_spark(platform, "test_end_to_end")
-    yield session
-    session.stop()
-
-
-def _wait_for(query_result, done, deadline_s: float, what: str):
-    deadline = time.monotonic() + deadline_s
-    result = query_result()
-    while not done(result):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not seen within {deadline_s:.0f}s; last result: {result}")
-        time.sleep(3)
-        result = query_result()
-    return result
-
-
-def _sql(settings, spark, query):
-    from lakepulse.lake import LakeError, run_sql
-
-    try:
-        return run_sql(settings, query, spark=spark)[1]
-    except LakeError:
-        return []  # nothing landed yet
-
-
-def test_each_produced_event_lands_exactly_once_in_hdfs(platform, lake_spark):
+def test_each_produced_event_lands_exactly_once_in_hdfs(platform, lake_rows):
     from lakepulse.producer import produce
 
     report = produce(platform, sources="artificialWithAnomaly", speedup=0, limit=K,
@@ -57,7 +28,7 @@ def test_each_produced_event_lands_exactly_once_in_hdfs(platform, lake_spark):
 
     ids = ", ".join(f"'{event_id}'" for event_id in sorted(produced))
     query = f"select event_id, count(*) from raw_events where event_id in ({ids}) group by event_id"
-    rows = _wait_for(lambda: _sql(platform, lake_spark, query), lambda r: len(r) >= K,
+    rows = wait_for(lambda: lake_rows(query), lambda r: len(r) >= K,
                      LANDING_DEADLINE_S, f"all {K} events in raw_events")  # fmt: skip
     counts = dict(rows)
     assert set(counts) == produced
@@ -76,7 +47,7 @@ def test_each_produced_event_lands_exactly_once_in_hdfs(platform, lake_spark):
     assert values.split() == [str(K), "|", str(K)]
 
 
-def test_malformed_events_are_quarantined_with_their_reason(platform, lake_spark):
+def test_malformed_events_are_quarantined_with_their_reason(platform, lake_rows):
     from confluent_kafka import Producer
 
     bad = {
@@ -92,7 +63,7 @@ def test_malformed_events_are_quarantined_with_their_reason(platform, lake_spark
     assert producer.flush(30) == 0
 
     query = "select raw_value, reason, kafka_offset from quarantined_events"
-    rows = _wait_for(lambda: _sql(platform, lake_spark, query),
+    rows = wait_for(lambda: lake_rows(query),
                      lambda r: {row[0] for row in r} >= {p.decode() for p in bad},
                      LANDING_DEADLINE_S, "the malformed events in quarantined_events")  # fmt: skip
     reasons = {row[0].encode(): row[1] for row in rows}

@@ -26,20 +26,6 @@ def cluster_health_dag():
     return DagBag(dag_folder=str(DAGS / "cluster_health.py")).dags["cluster_health"]
 
 
-@pytest.fixture(scope="module")
-def job_running(platform):
-    """The streaming job that Airflow's supervisor started is alive."""
-    from lakepulse.services.process import wait_until
-    from lakepulse.services.stack import checks
-
-    def job_alive():
-        return next(c.health for c in checks(platform) if c.name == "streaming-job")
-
-    health = wait_until(job_alive, timeout=480, interval=3, what="streaming job")
-    assert health.ok, f"the streaming job did not come up: {health.detail}"
-    return platform
-
-
 def _task_states(run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 

@@ -3,10 +3,17 @@
 One JSON object per Kafka message, UTF-8, keyed by ``source``::
 
     {"schema_version": 1, "event_id": "<str>", "source": "<str>",
-     "event_time": "2014-04-10T00:02:00Z", "value": 12.5, "is_anomaly": false}
+     "event_time": "2014-04-10T00:02:00Z", "value": 12.5, "is_anomaly": false,
+     "source_time": "2014-04-10T00:02:00Z"}
 
 ``event_time`` is ISO-8601 UTC with a ``Z`` suffix, to the second or the millisecond.
 ``value`` may be null. ``is_anomaly`` is optional and only set by the synthetic generator.
+``source_time`` is optional: a replay that moves old data onto today's clock (NAB rebased onto
+the replay's start) keeps the original timestamp there, spelled like ``event_time``.
+
+The contract is checked in as JSON Schema (``schemas/event/v1.json``, written from
+:data:`EVENT_JSON_SCHEMA` by :func:`schema_file_text`); ``schemas/README.md`` says which
+changes a major version allows.
 ``event_id`` is derived from the source and the event time (see :func:`event_id_for`), so a
 replay of the same data produces the same ids and the lake can drop duplicates by id.
 
@@ -17,10 +24,13 @@ repeating it, so a change here is a change everywhere.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import orjson
@@ -54,10 +64,15 @@ EVENT_FIELDS: Final[tuple[FieldSpec, ...]] = (
     FieldSpec("event_time", "string", "STRING", True, False, "ISO-8601 UTC with Z suffix"),
     FieldSpec("value", "number", "DOUBLE", True, True, "the measurement, null if missing"),
     FieldSpec("is_anomaly", "boolean", "BOOLEAN", False, True, "label, synthetic data only"),
+    FieldSpec("source_time", "string", "STRING", False, True, "original time of a rebased replay"),
 )
 FIELD_NAMES: Final = tuple(f.name for f in EVENT_FIELDS)
 REQUIRED_FIELDS: Final = tuple(f.name for f in EVENT_FIELDS if f.required)
 
+_TIME_PATTERN: Final = "^" + _EVENT_TIME_RE.pattern + "$"
+
+# Extra properties stay allowed (no "additionalProperties": false): an older reader must accept
+# events from a newer producer that adds an optional field.
 EVENT_JSON_SCHEMA: Final[dict[str, Any]] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://lakepulse.dev/schemas/event-v1.json",
@@ -68,11 +83,23 @@ EVENT_JSON_SCHEMA: Final[dict[str, Any]] = {
         "schema_version": {"const": SCHEMA_VERSION},
         "event_id": {"type": "string", "minLength": 1},
         "source": {"type": "string", "minLength": 1},
-        "event_time": {"type": "string", "pattern": "^" + _EVENT_TIME_RE.pattern + "$"},
+        "event_time": {"type": "string", "pattern": _TIME_PATTERN},
         "value": {"type": ["number", "null"]},
         "is_anomaly": {"type": ["boolean", "null"]},
+        "source_time": {"type": ["string", "null"], "pattern": _TIME_PATTERN},
     },
 }
+
+SCHEMA_DIR: Final = Path(__file__).resolve().parent / "schemas" / "event"
+SCHEMA_FILE: Final = SCHEMA_DIR / f"v{SCHEMA_VERSION}.json"
+
+
+def schema_file_text(schema: dict[str, Any] = EVENT_JSON_SCHEMA) -> str:
+    """The checked-in spelling of a schema (2-space indent, key order kept, final newline).
+
+    ``python -m lakepulse.events`` rewrites :data:`SCHEMA_FILE` with it after a contract change.
+    """
+    return json.dumps(schema, indent=2) + "\n"
 
 
 def spark_ddl() -> str:
@@ -102,17 +129,17 @@ def format_event_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
-def parse_event_time(text: str) -> datetime:
+def parse_event_time(text: str, field: str = "event_time") -> datetime:
     """Parse a contract timestamp into an aware UTC datetime; raises :class:`InvalidEvent`."""
     if not isinstance(text, str) or _EVENT_TIME_RE.fullmatch(text) is None:
         raise InvalidEvent(
-            f"bad timestamp in 'event_time': {text!r} is not ISO-8601 UTC like "
+            f"bad timestamp in '{field}': {text!r} is not ISO-8601 UTC like "
             "'2014-04-10T00:02:00Z' (seconds or milliseconds, Z suffix)"
         )
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:  # well-formed but impossible, e.g. month 13
-        raise InvalidEvent(f"bad timestamp in 'event_time': {text!r}: {exc}") from None
+        raise InvalidEvent(f"bad timestamp in '{field}': {text!r}: {exc}") from None
 
 
 def event_id_for(source: str, event_time: datetime | str, seq: int = 0) -> str:
@@ -147,6 +174,7 @@ class Event:
     value: float | None
     is_anomaly: bool | None = None
     schema_version: int = SCHEMA_VERSION
+    source_time: datetime | None = None  # aware, UTC; the original time of a rebased replay
 
     @classmethod
     def create(
@@ -157,14 +185,18 @@ class Event:
         *,
         is_anomaly: bool | None = None,
         seq: int = 0,
+        source_time: datetime | None = None,
     ) -> Event:
-        """An event with its deterministic id (the time is cut to milliseconds, in UTC)."""
-        if event_time.tzinfo is None:
-            raise ValueError(f"event time {event_time!r} has no time zone; pass an aware datetime")
-        when = event_time if event_time.tzinfo is UTC else event_time.astimezone(UTC)
-        if when.microsecond % 1000:
-            when = when.replace(microsecond=when.microsecond // 1000 * 1000)
-        return cls(event_id_for(source, when, seq), source, when, value, is_anomaly)
+        """An event with its deterministic id (times are cut to milliseconds, in UTC).
+
+        The id follows ``event_time`` only: a rebased replay gets ids of its own.
+        """
+        when = _utc_millis(event_time)
+        original = None if source_time is None else _utc_millis(source_time)
+        return cls(
+            event_id_for(source, when, seq), source, when, value, is_anomaly,
+            source_time=original,
+        )  # fmt: skip
 
     @property
     def key(self) -> bytes:
@@ -172,32 +204,47 @@ class Event:
         return self.source.encode()
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of this event, all values JSON-native (the time as a string)."""
-        return self._payload(format_event_time(self.event_time))
+        """The JSON object of this event, all values JSON-native (times as strings)."""
+        return self._payload()
 
     def to_json_bytes(self) -> bytes:
-        when: datetime | str = self.event_time
-        if when.microsecond or when.tzinfo is not UTC:  # type: ignore[union-attr]
-            when = format_event_time(self.event_time)
-        # else the hot path: orjson spells a whole-second UTC time as the contract does
-        # ("2014-04-10T00:02:00Z") and faster than Python. NaN/inf values are written as null.
-        return orjson.dumps(self._payload(when), option=orjson.OPT_UTC_Z)
+        # The hot path hands whole-second UTC times to orjson, which spells them as the
+        # contract does ("2014-04-10T00:02:00Z") and faster than Python. NaN/inf become null.
+        return orjson.dumps(self._payload(_orjson_time), option=orjson.OPT_UTC_Z)
 
-    def _payload(self, event_time: datetime | str) -> dict[str, Any]:
+    def _payload(self, spell: Callable[[datetime], Any] = format_event_time) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "schema_version": self.schema_version,
             "event_id": self.event_id,
             "source": self.source,
-            "event_time": event_time,
+            "event_time": spell(self.event_time),
             "value": self.value,
         }
         if self.is_anomaly is not None:
             payload["is_anomaly"] = self.is_anomaly
+        if self.source_time is not None:
+            payload["source_time"] = spell(self.source_time)
         return payload
 
     @classmethod
     def from_json_bytes(cls, data: bytes | bytearray | memoryview | str | None) -> Event:
         return from_json_bytes(data)
+
+
+def _utc_millis(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"event time {moment!r} has no time zone; pass an aware datetime")
+    when = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    if when.microsecond % 1000:
+        when = when.replace(microsecond=when.microsecond // 1000 * 1000)
+    return when
+
+
+def _orjson_time(moment: datetime) -> datetime | str:
+    """What orjson gets for a time: the datetime itself when orjson spells it as we do."""
+    if moment.microsecond or moment.tzinfo is not UTC:
+        return format_event_time(moment)
+    return moment
 
 
 def _field(obj: dict[str, Any], name: str) -> Any:
@@ -245,10 +292,20 @@ def from_json_bytes(data: bytes | bytearray | memoryview | str | None) -> Event:
     is_anomaly = obj.get("is_anomaly")
     if is_anomaly is not None and not isinstance(is_anomaly, bool):
         raise _wrong_type("is_anomaly", "boolean or null", is_anomaly)
+    source_time = obj.get("source_time")
+    if source_time is not None and not isinstance(source_time, str):
+        raise _wrong_type("source_time", "string or null", source_time)
+    event_time = parse_event_time(strings["event_time"])
     return Event(
         event_id=strings["event_id"],
         source=strings["source"],
-        event_time=parse_event_time(strings["event_time"]),
+        event_time=event_time,
         value=None if value is None else float(value),
         is_anomaly=is_anomaly,
+        source_time=None if source_time is None else parse_event_time(source_time, "source_time"),
     )
+
+
+if __name__ == "__main__":
+    SCHEMA_FILE.write_text(schema_file_text())
+    print(f"wrote {SCHEMA_FILE}")

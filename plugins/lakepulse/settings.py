@@ -40,8 +40,15 @@ class KafkaSettings:
     controller_port: int = 9093
     events_topic: str = "events"
     events_partitions: int = 3
+    # Malformed events are parked here for inspection and replay: kept longer than events.
+    dlq_topic: str = "events.dlq"
+    dlq_partitions: int = 1
     replication_factor: int = 1
+    # 1 on a single node; on a cluster with replication 3, 2 makes acks=all survive one loss.
+    min_insync_replicas: int = 1
     retention_hours: int = 168
+    dlq_retention_hours: int = 720
+    cleanup_policy: str = "delete"
     heap: str = "512m"
     # False when Lakepulse points at a Kafka cluster it does not run itself.
     managed: bool = True
@@ -92,6 +99,20 @@ class SparkSettings:
 
 
 @dataclass(frozen=True)
+class SupervisionSettings:
+    """When streaming_supervisor restarts a running job (see lakepulse.streaming.watchdog)."""
+
+    # Data waiting and no offset committed for this long: stalled.
+    stall_after_seconds: int = 300
+    # Lag (events) above this and growing for lag_growth_window_seconds: falling behind.
+    max_lag: int = 2_000_000
+    lag_growth_window_seconds: int = 600
+    # How often the watchdog looks, and how long a new job may take to report first.
+    poke_seconds: int = 30
+    start_grace_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class AirflowSettings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -138,6 +159,19 @@ class ProducerSettings:
     # Comma-separated "category/series" names, or empty for all 58.
     sources: str = ""
     synthetic_sources: int = 8
+    # Events per second of wall time across all sources (synthetic); 0 paces by speedup instead.
+    rate: float = 0.0
+    # NAB series span different years: rebasing puts them all on the replay's own clock, so one
+    # event-time watermark fits every source (the original time stays in source_time).
+    rebase_times: bool = True
+    # Shares of the messages sent that are faults, for testing the pipeline (0 in production).
+    malformed_share: float = 0.0
+    duplicate_share: float = 0.0
+    late_share: float = 0.0
+    out_of_order_share: float = 0.0
+    # How far behind the event-time front an event may arrive and still count (the watermark's
+    # delay): late events are older than this, out-of-order ones stay within it.
+    lateness_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +180,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     hdfs: HdfsSettings = field(default_factory=HdfsSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
     airflow: AirflowSettings = field(default_factory=AirflowSettings)
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)

@@ -65,3 +65,13 @@ def current_state(client: WebHdfs, status_dir: str, timeout_seconds: float) -> J
     except WebHdfsError as exc:
         return JobState(False, f"cannot read the heartbeat from HDFS: {exc}")
     return job_state(heartbeat, timeout_seconds)
+
+
+def record_restart(client: WebHdfs, status_dir: str, reason: str, **details: object) -> str:
+    """Keep a restart record as one JSON file under ``<status_dir>/restarts/`` (a table)."""
+    at = datetime.now(UTC)
+    record = {"at": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+              "reason": reason, **details}  # fmt: skip
+    path = f"{status_dir.rstrip('/')}/restarts/{at.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+    client.write_bytes(path, json.dumps(record, default=str).encode(), overwrite=True)
+    return path

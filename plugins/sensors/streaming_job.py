@@ -1,20 +1,22 @@
-"""Sensor: wait until the streaming job is NOT running, so that it can be (re)started."""
+"""Sensors of the streaming job's life: wait for it to be down, and watch it while it runs."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator
+from airflow.sdk import BaseHook, BaseSensorOperator
 
 from hooks.lakepulse_hooks import LakepulseWebHdfsHook
-from lakepulse.streaming_status import current_state
+from lakepulse.streaming.watchdog import Observation, assess, observe
+from lakepulse.streaming_status import current_state, job_state, read_heartbeat, record_restart
 
 
 class StreamingJobDownSensor(BaseSensorOperator):
     """Succeeds when the job's heartbeat is missing, stale, or its driver process is gone.
 
-    The reason is pushed as the task's return value (XCom), so every (re)start of the job is
-    recorded with why it was needed.
+    The reason is recorded in HDFS (``<status_dir>/restarts/``) and returned (XCom), so every
+    (re)start of the job is kept with why it was needed.
     """
 
     template_fields = ("status_dir",)
@@ -36,4 +38,83 @@ class StreamingJobDownSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> str:
         super().execute(context)
+        client = LakepulseWebHdfsHook(self.webhdfs_conn_id).get_conn()
+        path = record_restart(client, self.status_dir, self._reason, action="start",
+                              dag_run_id=context["run_id"])  # fmt: skip
+        self.log.info("(re)starting the job because %s; recorded in %s", self._reason, path)
         return self._reason
+
+
+class StreamingJobWatchdogSensor(BaseSensorOperator):
+    """Watches the job started by this DAG run; succeeds when it ended or is unhealthy.
+
+    Returns ``{"outcome": "ended" | "unhealthy", "reason": ..., "pid": ..., "host": ...}``; a
+    downstream task stops an unhealthy job, after which the supervisor starts it again. Runs in
+    poke mode: the verdict needs the observations of earlier pokes.
+    """
+
+    def __init__(self, *, status_dir: str, checkpoint_dir: str, topic: str,
+                 heartbeat_timeout: float, stall_after_s: float, max_lag: int,
+                 growth_window_s: float, start_grace_s: float,
+                 webhdfs_conn_id: str = "lakepulse_webhdfs",
+                 kafka_conn_id: str = "lakepulse_kafka", **kwargs: Any) -> None:  # fmt: skip
+        kwargs.setdefault("mode", "poke")
+        super().__init__(**kwargs)
+        self.status_dir = status_dir
+        self.checkpoint_dir = checkpoint_dir
+        self.topic = topic
+        self.heartbeat_timeout = heartbeat_timeout
+        self.stall_after_s = stall_after_s
+        self.max_lag = max_lag
+        self.growth_window_s = growth_window_s
+        self.start_grace_s = start_grace_s
+        self.webhdfs_conn_id = webhdfs_conn_id
+        self.kafka_conn_id = kafka_conn_id
+        self._watch_started: datetime | None = None
+        self._observations: list[Observation] = []
+        self._outcome: dict[str, Any] = {}
+
+    def poke(self, context: Any) -> bool:
+        now = datetime.now(UTC)
+        self._watch_started = self._watch_started or now
+        client = LakepulseWebHdfsHook(self.webhdfs_conn_id).get_conn()
+        heartbeat = read_heartbeat(client, self.status_dir)
+        started_at = _parse_time(heartbeat.get("started_at")) if heartbeat else None
+        # A heartbeat from before this run belongs to the job this run replaces.
+        if started_at is None or started_at < self._watch_started - timedelta(seconds=60):
+            waited = (now - self._watch_started).total_seconds()
+            if waited > self.start_grace_s:
+                return self._done("ended", f"no job reported within {self.start_grace_s:.0f}s")
+            return False
+        state = job_state(heartbeat, self.heartbeat_timeout, now)
+        if not state.alive:
+            return self._done("ended", state.reason, heartbeat)
+        bootstrap = BaseHook.get_connection(self.kafka_conn_id).extra_dejson["bootstrap.servers"]
+        self._observations.append(observe(client, self.checkpoint_dir, bootstrap, self.topic, now))
+        keep_s = max(self.stall_after_s, self.growth_window_s) * 1.5
+        self._observations = [o for o in self._observations
+                              if (now - o.at).total_seconds() <= keep_s]  # fmt: skip
+        verdict = assess(self._observations, stall_after_s=self.stall_after_s,
+                         max_lag=self.max_lag, growth_window_s=self.growth_window_s)  # fmt: skip
+        self.log.info("streaming job: %s", verdict.reason)
+        if not verdict.healthy:
+            return self._done("unhealthy", verdict.reason, heartbeat)
+        return False
+
+    def _done(self, outcome: str, reason: str, heartbeat: dict | None = None) -> bool:
+        heartbeat = heartbeat or {}
+        self._outcome = {
+            "outcome": outcome,
+            "reason": reason,
+            **{key: heartbeat.get(key) for key in ("pid", "host", "app_id")},
+        }
+        self.log.info("watch over: %s (%s)", outcome, reason)
+        return True
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        super().execute(context)
+        return self._outcome
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None

@@ -207,11 +207,22 @@ def ensure_topics(
 ) -> list[str]:
     """Create the topics that do not exist yet: ``{name: (partitions, config)}``.
 
-    Returns the names created. Existing topics are left as they are (a partition count is never
-    lowered and raising it would move keys between partitions, so that stays a manual step).
+    A new topic gets its config (retention, cleanup policy, min ISR) and the settings'
+    replication factor at creation. Returns the names created. Existing topics are left as they
+    are: a partition count is never lowered and raising it would move keys between partitions,
+    so a different count is only reported (a warning naming both counts), never "fixed".
     """
     admin = _admin(settings)
     existing = admin.list_topics(timeout=timeout).topics
+    mismatched = partition_mismatches(
+        topics, {name: len(meta.partitions) for name, meta in existing.items()}
+    )
+    for name, (have, want) in mismatched.items():
+        log.warning(
+            "topic exists with another partition count; left as it is",
+            topic=name, partitions=have, configured=want,
+            hint="raising partitions moves keys between partitions: do it on purpose, by hand",
+        )  # fmt: skip
     missing = [
         NewTopic(
             name,
@@ -235,3 +246,14 @@ def ensure_topics(
                 raise
     log.info("created topics", topics=created)
     return created
+
+
+def partition_mismatches(
+    wanted: Mapping[str, TopicSpec], existing: Mapping[str, int]
+) -> dict[str, tuple[int, int]]:
+    """Existing topics whose partition count differs from the wanted one: name -> (have, want)."""
+    return {
+        name: (existing[name], partitions)
+        for name, (partitions, _config) in wanted.items()
+        if name in existing and existing[name] != partitions
+    }

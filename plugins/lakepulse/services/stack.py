@@ -95,12 +95,25 @@ def check_jars(settings: Settings) -> None:
 
 
 def topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
-    """The topics the pipeline needs: name -> (partitions, topic config)."""
-    retention_ms = str(settings.kafka.retention_hours * 3600 * 1000)
-    config = {"retention.ms": retention_ms, "cleanup.policy": "delete"}
+    """The topics the pipeline needs: name -> (partitions, topic config), all from settings."""
+    kafka_settings = settings.kafka
+
+    def config(retention_hours: int) -> dict[str, str]:
+        return {
+            "retention.ms": str(retention_hours * 3600 * 1000),
+            "cleanup.policy": kafka_settings.cleanup_policy,
+            "min.insync.replicas": str(kafka_settings.min_insync_replicas),
+        }
+
     return {
-        settings.kafka.events_topic: (settings.kafka.events_partitions, config),
-        f"{settings.kafka.events_topic}.dlq": (1, config),
+        kafka_settings.events_topic: (
+            kafka_settings.events_partitions,
+            config(kafka_settings.retention_hours),
+        ),
+        kafka_settings.dlq_topic: (
+            kafka_settings.dlq_partitions,
+            config(kafka_settings.dlq_retention_hours),
+        ),
     }
 
 
