@@ -66,3 +66,19 @@ def test_a_stopped_broker_fails_cluster_health_naming_kafka(job_running, cluster
         started_at = time.monotonic()
         process.start(broker)
         assert time.monotonic() - started_at < broker.start_timeout
+
+
+def test_the_api_server_lists_the_dags_to_a_logged_in_user_only(platform):
+    import requests
+
+    from lakepulse.services.airflow import admin_password
+
+    base = platform.airflow.url
+    assert requests.get(f"{base}/api/v2/dags", timeout=30).status_code == 401
+    login = {"username": platform.airflow.admin_user, "password": admin_password(platform)}
+    token = requests.post(f"{base}/auth/token", json=login, timeout=30).json()["access_token"]
+    listed = requests.get(f"{base}/api/v2/dags", headers={"Authorization": f"Bearer {token}"},
+                          timeout=30).json()  # fmt: skip
+    dag_ids = {dag["dag_id"] for dag in listed["dags"]}
+    assert {"cluster_health", "streaming_supervisor"} <= dag_ids
+    assert requests.get(f"{base}/", timeout=30).ok  # the UI itself
