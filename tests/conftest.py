@@ -93,9 +93,13 @@ def kafka_settings(platform):
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lake_spark(platform):
-    """One local SparkSession for reading the test platform's lake."""
+    """A local SparkSession reading the test platform's lake.
+
+    Per module: a process has one SparkContext, and modules that build their own session
+    (with other settings) stop it when they end.
+    """
     from lakepulse.spark_session import build_spark
 
     session = build_spark(platform, "tests")
