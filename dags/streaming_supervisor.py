@@ -12,23 +12,16 @@ reason, the run fails and the next run starts it again from its checkpoint.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from importlib.util import find_spec
-from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import dag, task
 
 from lakepulse.connections import KAFKA_CONN_ID, SPARK_CONN_ID, WEBHDFS_CONN_ID
 from lakepulse.settings import PROJECT_ROOT, get_settings
-from lakepulse.spark_session import spark_submit_conf, spark_submit_jars
+from lakepulse.spark_session import spark_submit_conf, spark_submit_env, spark_submit_jars
 from sensors.streaming_job import StreamingJobDownSensor, StreamingJobWatchdogSensor
 
 settings = get_settings()
-
-
-def pyspark_home() -> str:
-    # find_spec locates pyspark without importing it (DAG files stay light to parse).
-    return str(Path(find_spec("pyspark").origin).parent)
 
 
 @dag(
@@ -57,8 +50,7 @@ def streaming_supervisor():
         name="lakepulse-ingest-events",
         conf=spark_submit_conf(settings),
         jars=",".join(spark_submit_jars(settings, required=False)) or None,
-        # pip's spark-submit finds SPARK_HOME by asking `python3`; name it so PATH cannot mislead.
-        env_vars={"SPARK_HOME": str(Path(pyspark_home()))},
+        env_vars=spark_submit_env(),
     )
     supervision = settings.supervision
     watch = StreamingJobWatchdogSensor(

@@ -10,6 +10,7 @@ pytestmark = pytest.mark.platform
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 EXPECTED_TASKS = {
+    "backfill": {"check_range", "recompute_aggregates"},
     "cluster_health": {"kafka", "hdfs", "streaming_job", "mlflow", "airflow"},
     "streaming_supervisor": {
         "wait_until_job_is_down",
@@ -66,3 +67,11 @@ def test_dag_files_do_no_heavy_imports_at_parse_time():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "", f"DAG files import {result.stdout.strip()} at parse time"
+
+
+def test_backfill_recomputes_a_range_given_as_parameters(dagbag):
+    dag = dagbag.dags["backfill"]
+    assert set(dag.params) == {"start", "end"}
+    submit = dag.get_task("recompute_aggregates")
+    assert Path(submit.application).is_file()
+    assert submit.application_args == ["--start", "{{ params.start }}", "--end", "{{ params.end }}"]

@@ -56,13 +56,35 @@ def _status(args: argparse.Namespace) -> int:
 
 def _produce(args: argparse.Namespace) -> int:
     from lakepulse.producer import produce
+    from lakepulse.sources.faults import FaultConfig
 
+    settings = get_settings()
+    configured = settings.producer
+    try:
+        faults = FaultConfig(
+            malformed=configured.malformed_share if args.malformed is None else args.malformed,
+            duplicates=configured.duplicate_share if args.duplicates is None else args.duplicates,
+            late=configured.late_share if args.late is None else args.late,
+            out_of_order=(
+                configured.out_of_order_share if args.out_of_order is None else args.out_of_order
+            ),
+            lateness_s=configured.lateness_seconds if args.lateness is None else args.lateness,
+        )
+    except ValueError as exc:
+        print(f"lakepulse produce: {exc}", file=sys.stderr)
+        return 2
     report = produce(
-        get_settings(),
+        settings,
         sources=args.sources,
         speedup=args.speedup,
+        rate=args.rate,
         limit=args.limit,
         synthetic=args.synthetic,
+        sources_count=args.sources_count,
+        faults=faults,
+        seed=args.seed,
+        # None: the configured default (rebased); a resumed replay keeps its own clock.
+        rebase=False if args.original_times else None,
         progress=not args.no_progress,
         topic=args.topic,
         resume=Path(args.resume) if args.resume else None,
@@ -117,8 +139,45 @@ def build_parser() -> argparse.ArgumentParser:
     produce = commands.add_parser("produce", help="replay events into Kafka")
     produce.add_argument("--sources", help="NAB series or categories, comma-separated")
     produce.add_argument("--speedup", type=float, help="replay speed-up (0: as fast as possible)")
-    produce.add_argument("--limit", type=int, help="stop after this many events")
+    produce.add_argument(
+        "--rate",
+        type=float,
+        help="events per second of wall time, all sources together (replaces --speedup; "
+        "synthetic event time then keeps pace with wall time)",
+    )
+    produce.add_argument("--limit", type=int, help="stop after this many messages")
     produce.add_argument("--synthetic", action="store_true", help="use the built-in generator")
+    produce.add_argument("--sources-count", type=int, metavar="N", help="synthetic sources")
+    produce.add_argument("--seed", type=int, default=0, help="seed of synthetic values and faults")
+    produce.add_argument(
+        "--original-times",
+        action="store_true",
+        help="NAB: send the original timestamps instead of rebasing every series onto the "
+        "replay's clock (a resumed replay keeps the clock it started with)",
+    )
+    faults = produce.add_argument_group(
+        "faults", "shares of the messages sent that are faults, to test the pipeline"
+    )
+    faults.add_argument(
+        "--malformed", type=float, metavar="SHARE",
+        help="not JSON, a missing field, a bad timestamp or a wrong type",
+    )  # fmt: skip
+    faults.add_argument(
+        "--duplicates", type=float, metavar="SHARE",
+        help="an event sent again a little later, byte for byte",
+    )  # fmt: skip
+    faults.add_argument(
+        "--late", type=float, metavar="SHARE",
+        help="events more than --lateness behind the event-time front",
+    )  # fmt: skip
+    faults.add_argument(
+        "--out-of-order", type=float, metavar="SHARE",
+        help="events sent after a later one of their source, within --lateness",
+    )  # fmt: skip
+    faults.add_argument(
+        "--lateness", type=float, metavar="SECONDS",
+        help="the lateness bound (default: producer.lateness_seconds, 600)",
+    )  # fmt: skip
     produce.add_argument("--topic", help="topic (default: the events topic)")
     produce.add_argument("--no-progress", action="store_true", help="no progress bar")
     produce.add_argument("--resume", metavar="FILE",

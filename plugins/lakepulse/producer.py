@@ -1,9 +1,17 @@
-"""Replay NAB series (or the synthetic generator) into Kafka at a chosen speed-up.
+"""Replay NAB series (or the synthetic generator) into Kafka at a chosen speed-up or rate.
 
 The producer is idempotent (``enable.idempotence``, ``acks=all``) and keys every message by
 its source, so one source stays in one partition and in order. Each event is sent at wall time
 ``offset / speedup`` after the start; a speed-up of 0 (or infinity) sends as fast as Kafka
-takes them. Every delivery report is counted: a failure shows in the report and the log.
+takes them. A ``rate`` instead sends that many messages per second of wall time (the synthetic
+generator then steps its event time so that it keeps pace with the wall clock).
+
+NAB replays are rebased by default: all series run on one clock that starts at the replay
+epoch (see :mod:`lakepulse.sources.nab`); a resumable replay keeps its epoch in the position
+file, so a restarted replay sends the same ids. Faults (malformed, duplicate, late,
+out-of-order messages; :mod:`lakepulse.sources.faults`) can be mixed in to test the pipeline;
+the report counts what was delivered of each kind. Every delivery report is counted: a failure
+shows in the report and the log.
 """
 
 from __future__ import annotations
@@ -16,21 +24,23 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Message as KafkaMessage
 from tqdm import tqdm
 
 from lakepulse.log import get_logger
 from lakepulse.settings import Settings
 from lakepulse.sources import ReplayEvent
 from lakepulse.sources import nab as nab_source
-from lakepulse.sources.synthetic import DEFAULT_STEP, SyntheticGenerator
+from lakepulse.sources.faults import ID_KINDS, MALFORMED_KINDS, FaultConfig, Kind, Message, inject
+from lakepulse.sources.synthetic import DEFAULT_STEP, SyntheticGenerator, step_for_rate
 
 log = get_logger("producer")
 
@@ -57,6 +67,11 @@ _PROGRESS_EVERY = 2_000
 _MAX_WAIT_S = 0.2  # longest blocking call, so SIGTERM and Ctrl-C are handled promptly
 _CHECKPOINT_EVERY_S = 5.0  # how often a resumable replay records how far it got
 _MAX_ERROR_KINDS = 20
+# Rate pacing sends a message up to this early rather than waking up for every one of them:
+# below a millisecond the wait would be a busy loop (librdkafka polls in whole milliseconds).
+_RATE_SLACK_S = 0.002
+
+_Item = ReplayEvent | Message  # what the send loop takes: a plain event or a labelled message
 
 
 class KafkaUnavailable(RuntimeError):
@@ -68,6 +83,7 @@ class ProduceReport:
     topic: str
     mode: str  # "nab" or "synthetic"
     speedup: float
+    rate: float = 0.0  # messages per second of wall time; 0 when paced by speedup
     sent: int = 0  # handed to the client
     delivered: int = 0  # acknowledged by the brokers
     failed: int = 0  # reported as failed by a delivery report
@@ -77,6 +93,14 @@ class ProduceReport:
     interrupted: bool = False  # stopped by SIGTERM / Ctrl-C rather than by limit or data end
     elapsed_s: float = 0.0
     event_ids: list[str] | None = None  # delivered ids, only when asked for (collect_ids=True)
+    # Delivered messages by kind ("valid" and the fault kinds) and malformed ones by sub-kind.
+    per_kind: Counter[str] = field(default_factory=Counter)
+    malformed_kinds: Counter[str] = field(default_factory=Counter)
+    # With collect_ids: delivered ids by kind (a duplicate's id also appears under its first
+    # kind) and the bytes of the malformed messages, which have no id.
+    ids_by_kind: dict[str, list[str]] | None = None
+    malformed_payloads: list[bytes] | None = None
+    replay_epoch: datetime | None = None  # a rebased NAB replay's offset zero
 
     @property
     def total(self) -> int:
@@ -95,6 +119,8 @@ class ProduceReport:
             "topic": self.topic,
             "mode": self.mode,
             "speedup": self.speedup,
+            "rate": self.rate,
+            "replay_epoch": None if self.replay_epoch is None else self.replay_epoch.isoformat(),
             "sent": self.sent,
             "delivered": self.delivered,
             "failed": self.failed,
@@ -105,32 +131,62 @@ class ProduceReport:
             "events_per_s": round(self.events_per_s, 1),
             "sources": len(self.per_source),
             "per_source": dict(sorted(self.per_source.items())),
+            "per_kind": dict(self.per_kind),
+            "malformed_kinds": dict(self.malformed_kinds),
             "errors": dict(self.errors),
         }
 
 
 class _Deliveries:
-    """Delivery-report callback: counts outcomes without keeping messages alive."""
+    """Delivery-report callback for one kind of message: counts outcomes without keeping
+    messages alive. One instance per kind, so a message's kind needs no look-up."""
 
-    def __init__(self, report: ProduceReport) -> None:
+    def __init__(
+        self,
+        report: ProduceReport,
+        errors_logged: list[bool],
+        kind: Kind = "valid",
+        detail: str | None = None,
+    ) -> None:
         self.report = report
-        self.first_error_logged = False
+        self.errors_logged = errors_logged  # shared: the first failure is logged once in all
+        self.kind = kind
+        self.detail = detail
 
-    def __call__(self, err: KafkaError | None, msg: Message) -> None:
+    def __call__(self, err: KafkaError | None, msg: KafkaMessage) -> None:
         report = self.report
         if err is not None:
             report.failed += 1
             reason = f"{err.name()}: {err.str()}"
             if reason in report.errors or len(report.errors) < _MAX_ERROR_KINDS:
                 report.errors[reason] += 1
-            if not self.first_error_logged:
-                self.first_error_logged = True
+            if not self.errors_logged[0]:
+                self.errors_logged[0] = True
                 log.error("delivery failed", topic=report.topic, error=reason)
             return
         report.delivered += 1
+        report.per_kind[self.kind] += 1
+        if self.detail is not None:
+            report.malformed_kinds[self.detail] += 1
+            if report.malformed_payloads is not None:
+                report.malformed_payloads.append(msg.value())
+            return
+        # Counted like a reader counts valid events by source (duplicates included).
         report.per_source[msg.key().decode()] += 1
         if report.event_ids is not None:
-            report.event_ids.append(orjson.loads(msg.value())["event_id"])
+            event_id = orjson.loads(msg.value())["event_id"]
+            report.event_ids.append(event_id)
+            if report.ids_by_kind is not None:
+                report.ids_by_kind[self.kind].append(event_id)
+
+
+def _callbacks(report: ProduceReport) -> dict[tuple[Kind, str | None], _Deliveries]:
+    """A delivery callback per (kind, malformed sub-kind)."""
+    logged = [False]
+    callbacks = {(kind, None): _Deliveries(report, logged, kind) for kind in ID_KINDS}
+    for detail in MALFORMED_KINDS:
+        callbacks["malformed", detail] = _Deliveries(report, logged, "malformed", detail)
+    return callbacks
 
 
 class _StopFlag:
@@ -165,6 +221,14 @@ def resolve_speedup(speedup: float | None, settings: Settings) -> float:
     return 0.0 if math.isinf(value) else value
 
 
+def resolve_rate(rate: float | None, settings: Settings) -> float:
+    """None means the configured rate; 0 means "pace by speed-up instead"."""
+    value = settings.producer.rate if rate is None else float(rate)
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise ValueError(f"rate must be a finite number of events/s >= 0, got {value}")
+    return value
+
+
 def synthetic_start(step: timedelta = DEFAULT_STEP) -> datetime:
     """The default synthetic start: now, on the step grid, so a new run gets new event ids
     instead of repeating (and being deduplicated against) an earlier run's."""
@@ -178,11 +242,18 @@ def open_events(
     synthetic: bool,
     seed: int,
     start: datetime | None,
+    *,
+    rate: float = 0.0,
+    sources_count: int | None = None,
+    extra_share: float = 0.0,
 ) -> tuple[str, Iterable[ReplayEvent], int | None]:
     """The events to replay: (mode "nab" or "synthetic", stream, count or None when endless).
 
     Falls back to the synthetic generator, with a log line saying where NAB can be had, when
-    ``<nab_dir>/data`` does not exist.
+    ``<nab_dir>/data`` does not exist. NAB comes with its original times (a
+    :class:`~lakepulse.sources.nab.NabReplay`; rebase it with ``.rebased(epoch)``). With a
+    ``rate``, the synthetic generator steps its event time so that it keeps up with the wall
+    clock at that rate (``extra_share``: the share of messages that are not its events).
     """
     selection = settings.producer.sources if sources is None else sources
     nab_data = nab_source.data_dir(settings.paths.nab_dir)
@@ -196,8 +267,10 @@ def open_events(
     if synthetic:
         if nab_source.parse_selection(selection):
             log.warning("source selection ignored in synthetic mode", sources=str(selection))
+        count = settings.producer.synthetic_sources if sources_count is None else sources_count
+        step = step_for_rate(rate, count, extra_share) if rate > 0 else DEFAULT_STEP
         generator = SyntheticGenerator(
-            settings.producer.synthetic_sources, seed=seed, start=start or synthetic_start()
+            count, seed=seed, step=step, start=start or synthetic_start(step)
         )
         return "synthetic", generator, None
     replay = nab_source.replay(settings.paths.nab_dir, selection)
@@ -205,8 +278,8 @@ def open_events(
 
 
 def _paced(
-    events: Iterable[ReplayEvent], speedup: float, producer: Producer, stop: _StopFlag
-) -> Iterator[ReplayEvent]:
+    events: Iterable[_Item], speedup: float, producer: Producer, stop: _StopFlag
+) -> Iterator[_Item]:
     """Yield each event at its wall time, serving callbacks while waiting.
 
     Times count from the first event yielded, so a resumed replay does not first wait out the
@@ -229,6 +302,27 @@ def _paced(
         yield item
 
 
+def _rated(
+    events: Iterable[_Item], rate: float, producer: Producer, stop: _StopFlag
+) -> Iterator[_Item]:
+    """Yield message i at ``i / rate`` seconds after the first, serving callbacks while waiting.
+
+    Due times follow the count, not the previous send: a slow moment is caught up with a burst
+    instead of lowering the average rate.
+    """
+    started = time.monotonic()
+    for index, item in enumerate(events):
+        due = started + index / rate
+        while not stop.stopped:
+            wait = due - time.monotonic()
+            if wait <= _RATE_SLACK_S:
+                break
+            producer.poll(min(wait, _MAX_WAIT_S))
+        if stop.stopped:
+            return
+        yield item
+
+
 def produce(
     settings: Settings,
     *,
@@ -244,37 +338,82 @@ def produce(
     kafka_config: Mapping[str, Any] | None = None,
     flush_timeout_s: float = 60.0,
     resume: Path | None = None,
+    rate: float | None = None,
+    sources_count: int | None = None,
+    faults: FaultConfig | None = None,
+    rebase: bool | None = None,
 ) -> ProduceReport:
     """Replay events into ``settings.kafka.events_topic`` and report what was delivered.
 
     ``sources`` selects NAB series ("category/series" or category names, comma-separated; None
     means ``settings.producer.sources``, empty means all). ``speedup`` None means the configured
-    one. ``limit`` stops after that many events; without it NAB runs to its end and the
-    synthetic generator runs until SIGTERM or Ctrl-C. ``collect_ids`` keeps the delivered event
-    ids in the report (for tests; not for endless runs). ``seed`` and ``start`` steer the
-    synthetic generator (start defaults to now, on its 5-minute grid).
+    one. ``rate`` (events/s of wall time; None: ``settings.producer.rate``, 0: pace by speed-up)
+    replaces the speed-up when set. ``limit`` stops after that many messages; without it NAB runs
+    to its end and the synthetic generator runs until SIGTERM or Ctrl-C. ``collect_ids`` keeps
+    the delivered event ids (and malformed payloads) in the report (for tests; not for endless
+    runs). ``seed`` steers the synthetic generator and the faults; ``sources_count`` is the
+    number of synthetic sources (None: ``settings.producer.synthetic_sources``).
+
+    ``start`` is the event time of offset zero: the synthetic start (default now, on the
+    generator's step grid) or a rebased NAB replay's epoch (default now, to the second).
+    ``rebase`` (None: ``settings.producer.rebase_times``) puts NAB's series on that clock, the
+    original times going to ``source_time``; False keeps the original times.
+
+    ``faults`` (None: the shares in ``settings.producer``) mixes malformed, duplicate, late and
+    out-of-order messages into the stream, deterministically for a seed; the report counts each
+    kind delivered.
 
     ``resume`` names a position file: a NAB replay skips what an earlier run with the same
     selection delivered, and records how far it got (every few seconds, after a flush, and at
-    the end), so restarting the replay does not send the same events twice. A replay that was
-    killed outright resends at most the last few seconds of events.
+    the end), so restarting the replay does not send the same events twice. The file also keeps
+    whether the replay is rebased and its epoch, so a resumed replay sends the same ids whatever
+    ``rebase`` and ``start`` say now. A replay that was killed outright resends at most the last
+    few seconds of events.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     pace = resolve_speedup(speedup, settings)
+    per_second = resolve_rate(rate, settings)
+    faults = FaultConfig.from_settings(settings.producer) if faults is None else faults
     topic = topic or settings.kafka.events_topic
-    mode, events, total = open_events(settings, sources, synthetic, seed, start)
-    position = ReplayPosition(resume, f"{mode}:{topic}:{sources or settings.producer.sources}")
-    skipped = position.load() if mode == "nab" else 0
+    mode, events, total = open_events(
+        settings, sources, synthetic, seed, start,
+        rate=per_second, sources_count=sources_count, extra_share=faults.extra_share,
+    )  # fmt: skip
+    replay_key = f"{mode}:{topic}:{sources or settings.producer.sources}"
+    if faults.enabled:  # only then: position files of plain replays stay valid
+        replay_key += f":faults({faults.describe()}):seed={seed}"
+    position = ReplayPosition(resume, replay_key)
+    saved = position.load()
+    skipped = 0
+    epoch: datetime | None = None
+    if isinstance(events, nab_source.NabReplay):
+        default_rebase = settings.producer.rebase_times
+        epoch = replay_epoch(saved, rebase, start, default_rebase, datetime.now(UTC))
+        events = events.rebased(epoch)
+        position = replace(position, replay_epoch=epoch)
+        skipped = saved.delivered if saved is not None else 0
+        # Recorded before the first send: a replay killed before its first checkpoint still
+        # comes back with the same epoch, hence the same ids for what it resends.
+        position.save(skipped)
+    stream: Iterable[_Item] = events
+    if faults.enabled:
+        stream = inject(events, faults, seed)
+        total = None  # faults add and hold back messages: the count is not known ahead
     if skipped:
         log.info("resuming replay", skipped=skipped, position_file=str(resume))
-        events = itertools.islice(events, skipped, None)
+        stream = itertools.islice(stream, skipped, None)
         total = None if total is None else max(0, total - skipped)
     if limit is not None:
         total = limit if total is None else min(total, limit)
-        events = itertools.islice(events, limit)
+        stream = itertools.islice(stream, limit)
 
-    report = ProduceReport(topic, mode, pace, event_ids=[] if collect_ids else None)
+    report = ProduceReport(
+        topic, mode, pace, rate=per_second, replay_epoch=epoch,
+        event_ids=[] if collect_ids else None,
+        ids_by_kind={kind: [] for kind in ID_KINDS} if collect_ids else None,
+        malformed_payloads=[] if collect_ids else None,
+    )  # fmt: skip
     config = {
         **PRODUCER_DEFAULTS,
         "bootstrap.servers": settings.kafka.bootstrap_servers,
@@ -285,8 +424,13 @@ def produce(
     }
     producer = Producer(config)
     _check_topic(producer, topic, settings.kafka.bootstrap_servers)
-    on_delivery = _Deliveries(report)
-    log.info("producing", topic=topic, mode=mode, speedup=pace, limit=limit, events=total)
+    callbacks = _callbacks(report)
+    on_event = callbacks["valid", None]
+    log.info(
+        "producing", topic=topic, mode=mode, speedup=pace, rate=per_second, limit=limit,
+        events=total, replay_epoch=report.as_dict()["replay_epoch"],
+        faults=faults.describe() if faults.enabled else None,
+    )  # fmt: skip
 
     started = time.monotonic()
     bar = tqdm(
@@ -301,10 +445,23 @@ def produce(
     pending_progress = 0
     next_checkpoint = time.monotonic() + _CHECKPOINT_EVERY_S
     with _StopFlag() as stop:
+        paced = (
+            _rated(stream, per_second, producer, stop)
+            if per_second > 0
+            else _paced(stream, pace, producer, stop)
+        )
         try:
-            for item in _paced(events, pace, producer, stop):
-                event = item.event
-                if not _send(producer, topic, event.key, event.to_json_bytes(), on_delivery, stop):
+            for item in paced:
+                if type(item) is Message:
+                    key, value, on_delivery = (
+                        item.key,
+                        item.value,
+                        callbacks[item.kind, item.detail],
+                    )
+                else:
+                    event = item.event
+                    key, value, on_delivery = event.key, event.to_json_bytes(), on_event
+                if not _send(producer, topic, key, value, on_delivery, stop):
                     break
                 report.sent += 1
                 pending_progress += 1
@@ -334,29 +491,86 @@ def produce(
 
 
 @dataclass(frozen=True)
+class SavedPosition:
+    delivered: int
+    replay_epoch: datetime | None  # None: the replay sends the original times
+
+
+@dataclass(frozen=True)
 class ReplayPosition:
-    """How many events of a replay were delivered, kept in a small JSON file."""
+    """How far a replay got, and its clock, kept in a small JSON file.
+
+    ``{"replay": ..., "delivered": n, "rebased": bool, "replay_epoch": "<ISO>" or null}``; a
+    file from before rebasing existed has neither of the last two and means original times.
+    """
 
     path: Path | None
     replay: str  # mode, topic and selection: a position only applies to the same replay
+    replay_epoch: datetime | None = None  # what save() records
 
-    def load(self) -> int:
+    def load(self) -> SavedPosition | None:
+        """The saved position of this replay, or None (no file, or one for another replay)."""
         if self.path is None or not self.path.is_file():
-            return 0
+            return None
         saved = orjson.loads(self.path.read_bytes())
         if saved.get("replay") != self.replay:
             log.warning("position file is for another replay; starting from the beginning",
                         position_file=str(self.path), saved=saved.get("replay"))  # fmt: skip
-            return 0
-        return int(saved["delivered"])
+            return None
+        epoch = saved.get("replay_epoch")
+        return SavedPosition(
+            int(saved["delivered"]), None if epoch is None else datetime.fromisoformat(epoch)
+        )
 
     def save(self, delivered: int) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_bytes(orjson.dumps({"replay": self.replay, "delivered": delivered}))
+        epoch = self.replay_epoch
+        record = {
+            "replay": self.replay,
+            "delivered": delivered,
+            "rebased": epoch is not None,
+            "replay_epoch": None if epoch is None else epoch.isoformat(),
+        }
+        temporary.write_bytes(orjson.dumps(record))
         temporary.replace(self.path)  # atomic: a crash leaves the old or the new position
+
+
+def replay_epoch(
+    saved: SavedPosition | None,
+    rebase: bool | None,
+    start: datetime | None,
+    default_rebase: bool,
+    now: datetime,
+) -> datetime | None:
+    """The epoch of a NAB replay (None: original times).
+
+    A saved position wins: a resumed replay keeps its clock (rebased or not, same epoch), so it
+    sends the ids it would have sent had it never stopped; asking for another is logged and
+    ignored (delete the position file to start over). Otherwise ``rebase`` (None: the default)
+    decides, and the epoch is ``start`` or ``now`` to the whole second.
+    """
+    if saved is not None:
+        wanted = default_rebase if rebase is None else rebase
+        if (rebase is not None and wanted != (saved.replay_epoch is not None)) or (
+            start is not None and saved.replay_epoch is not None and start != saved.replay_epoch
+        ):
+            log.warning(
+                "resumed replay keeps the clock in its position file",
+                replay_epoch=None if saved.replay_epoch is None else saved.replay_epoch.isoformat(),
+                asked_rebase=rebase, asked_start=None if start is None else start.isoformat(),
+                hint="delete the position file to start a replay with another clock",
+            )  # fmt: skip
+        return saved.replay_epoch
+    if not (default_rebase if rebase is None else rebase):
+        return None
+    if start is not None:
+        if start.tzinfo is None:
+            raise ValueError(f"start {start!r} has no time zone; pass an aware UTC datetime")
+        return start.astimezone(UTC)
+    return now.astimezone(UTC).replace(microsecond=0)
 
 
 def _send(

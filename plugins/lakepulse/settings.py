@@ -96,6 +96,9 @@ class SparkSettings:
     heartbeat_timeout_seconds: int = 120
     # Spark's web UI for jobs Lakepulse submits; 0 turns it off.
     ui_port: int = 0
+    # Event-time lateness allowed (Spark interval: "10 minutes", "1 hour 30 minutes"). Events
+    # older than the watermark (max event time of earlier batches minus this) go to late_events.
+    watermark_delay: str = "10 minutes"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -87,6 +88,16 @@ def _base_conf(settings: Settings) -> dict[str, str]:
 def spark_submit_conf(settings: Settings) -> dict[str, str]:
     """``conf=`` for SparkSubmitOperator (the master comes from the Spark connection)."""
     return _base_conf(settings)
+
+
+def spark_submit_env() -> dict[str, str]:
+    """``env_vars=`` for SparkSubmitOperator.
+
+    pip's spark-submit finds SPARK_HOME by asking whatever `python3` is first on PATH; name it
+    so that PATH cannot mislead. find_spec locates pyspark without importing it (DAG files
+    call this at parse time).
+    """
+    return {"SPARK_HOME": str(Path(find_spec("pyspark").origin).parent)}
 
 
 def spark_submit_jars(settings: Settings, *, required: bool = True) -> list[str]:

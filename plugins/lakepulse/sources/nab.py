@@ -8,11 +8,18 @@ Replay puts every chosen series on a common clock: each series starts at offset 
 (``offset = ts - first ts of that series``) and the merged stream is ordered by offset, so a
 speed-up of S sends an event at wall time ``offset / S`` and all sources run side by side even
 though their real dates differ by years.
+
+Their event times still differ by years, though: a stream processor with one event-time
+watermark would see the older series as years late. A *rebased* replay (``epoch`` set) gives
+each event the time ``epoch + offset`` instead, so every series runs on the replay's own clock,
+and keeps the original timestamp in the event's ``source_time``. Ids follow the event time, so
+a rebased replay has ids of its own, stable for a given epoch.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import heapq
 import math
@@ -196,6 +203,13 @@ class NabReplay:
     """The merged, offset-ordered stream of the chosen series; iterate it to get events."""
 
     series: tuple[_Loaded, ...]
+    epoch: datetime | None = None  # rebased: event_time = epoch + offset; None: original times
+
+    def rebased(self, epoch: datetime | None) -> NabReplay:
+        """The same replay with event times ``epoch + offset`` (None: the original times)."""
+        if epoch is not None and epoch.tzinfo is None:
+            raise ValueError(f"replay epoch {epoch!r} has no time zone; pass an aware datetime")
+        return dataclasses.replace(self, epoch=epoch)
 
     @property
     def sources(self) -> list[str]:
@@ -210,6 +224,7 @@ class NabReplay:
         # Ties on the offset go to the earlier series name, then row order: fully deterministic.
         last_millis: list[int | None] = [None] * len(self.series)
         seqs = [0] * len(self.series)
+        epoch = self.epoch
         for offset_ms, index, _row, millis, value in heapq.merge(*streams):
             # Rows sharing a timestamp within a series get seq 1, 2, ... so their ids differ.
             seqs[index] = seqs[index] + 1 if last_millis[index] == millis else 0
@@ -217,14 +232,20 @@ class NabReplay:
             moment = _EPOCH + timedelta(milliseconds=millis)
             event = Event.create(
                 self.series[index].name,
-                moment,
+                moment if epoch is None else epoch + timedelta(milliseconds=offset_ms),
                 None if math.isnan(value) else value,
                 seq=seqs[index],
+                source_time=None if epoch is None else moment,
             )
             yield ReplayEvent(offset_ms / 1000, event)
 
 
-def replay(nab_dir: Path, selection: str | Iterable[str] | None = None) -> NabReplay:
-    """Load the chosen series of the corpus at ``nab_dir`` for a merged replay."""
+def replay(
+    nab_dir: Path, selection: str | Iterable[str] | None = None, *, epoch: datetime | None = None
+) -> NabReplay:
+    """Load the chosen series of the corpus at ``nab_dir`` for a merged replay.
+
+    ``epoch`` rebases it (event time ``epoch + offset``, original time in ``source_time``).
+    """
     chosen = select(discover(nab_dir), selection)
-    return NabReplay(tuple(_load(s) for s in chosen))
+    return NabReplay(tuple(_load(s) for s in chosen)).rebased(epoch)

@@ -92,6 +92,20 @@ class _SourceState:
     quiet: int = 0  # steps before another anomaly may start
 
 
+def step_for_rate(rate: float, n_sources: int, extra_share: float = 0.0) -> timedelta:
+    """The step that makes a stream sent at ``rate`` messages/s keep event time with wall time.
+
+    Each step yields one event per source; ``extra_share`` is the share of messages that carry
+    no new event (injected malformed messages and duplicates). Whole milliseconds, at least one.
+    """
+    if not rate > 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    if not 0 <= extra_share < 1:
+        raise ValueError(f"extra_share must be within [0, 1), got {extra_share}")
+    millis = round(1000 * n_sources / (rate * (1 - extra_share)))
+    return timedelta(milliseconds=max(1, millis))
+
+
 def source_names(n_sources: int) -> list[str]:
     """Names are ``synthetic/<kind>_<nn>``: stable, whatever the seed."""
     return [f"{CATEGORY}/{KINDS[i % len(KINDS)]}_{i:02d}" for i in range(n_sources)]
