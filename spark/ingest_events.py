@@ -2,12 +2,16 @@
 
     spark-submit spark/ingest_events.py [--once] [--max-seconds N] [--allow-data-loss]
 
+One driver runs the job's five queries: Kafka -> raw and quarantine, quarantine -> dead-letter
+topic, raw -> events and late_events, raw -> events_agg_1m and events_agg_5m.
+
 Settings come from the environment (``LAKEPULSE__...``) or lakepulse.toml.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +21,14 @@ try:
 except ModuleNotFoundError:  # fall back to the source tree next to this file
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from lakepulse.lake import quarantined_events_path
+from lakepulse.lake import curated_events_path, late_events_path, quarantined_events_path
 from lakepulse.settings import get_settings
 from lakepulse.spark_session import SparkSetupError, build_spark
 from lakepulse.streaming.ingest_job import (
     COMPONENT,
     HeartbeatListener,
     checkpoint_root,
+    dlq_topic,
     heartbeat_path,
     log,
     read_kafka,
@@ -38,7 +43,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--once",
         action="store_true",
-        help="process what the topic holds now, then exit (availableNow trigger)",
+        help="process what the topic holds now through every table, then exit (availableNow)",
     )
     parser.add_argument(
         "--max-seconds", type=float, default=None, help="stop the queries after this long"
@@ -54,6 +59,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = get_settings()
+    # The raw query runs a pandas function on Python workers. spark-submit starts them with
+    # spark.pyspark.python; a driver started with plain `python` must say it here, or Spark
+    # runs whatever "python3" is on PATH, without pandas and pyarrow.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         spark = build_spark(settings, COMPONENT, with_kafka=True)
     except SparkSetupError as exc:
@@ -73,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             topic=settings.kafka.events_topic,
             raw=settings.raw_events_path,
             quarantine=quarantined_events_path(settings),
+            dlq_topic=dlq_topic(settings),
+            events=curated_events_path(settings),
+            late_events=late_events_path(settings),
+            watermark_delay=settings.spark.watermark_delay,
             checkpoints=checkpoint_root(settings),
             heartbeat=heartbeat_path(settings),
             once=args.once,

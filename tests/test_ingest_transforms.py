@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +51,9 @@ def local_settings(root: Path) -> Settings:
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    # Python workers (the raw query's lateness stamp runs pandas) use this interpreter, as
+    # spark-submit's spark.pyspark.python does; otherwise Spark starts "python3" from PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = local_settings(tmp_path_factory.mktemp("session"))
     session = build_spark(settings, "test_ingest_transforms")  # local[2], 2 partitions, UTC
     assert session.conf.get("spark.ui.enabled") == "false"
@@ -103,6 +108,7 @@ def test_event_schema_follows_the_contract() -> None:
         "event_time": "string",  # validated and converted by parse_kafka_records
         "value": "double",
         "is_anomaly": "boolean",
+        "source_time": "string",  # the replayed series' own time, kept as given
     }
 
 
@@ -135,6 +141,8 @@ def test_valid_events_have_the_raw_table_types_and_a_utc_event_date(spark: Any) 
         "kafka_timestamp": "timestamp",
         "ingested_at": "timestamp",
         "event_date": "date",
+        "event_hour": "int",
+        **({"source_time": "timestamp"} if "source_time" in FIELD_NAMES else {}),
     }
     by_id = {row.event_id: row for row in rows}
     assert len(by_id) == 3
@@ -143,6 +151,7 @@ def test_valid_events_have_the_raw_table_types_and_a_utc_event_date(spark: Any) 
     assert first.value == 12.5
     assert first.is_anomaly is None
     assert first.event_date == dt.date(2014, 4, 10)
+    assert first.event_hour == 23  # UTC, not the session's Tokyo hour (8)
     assert first.kafka_offset == 0
     assert first.kafka_topic == "events"
     assert by_id["e-2"].value is None
@@ -173,6 +182,8 @@ MALFORMED: dict[str, bytes | str | None] = {
     "value is not a finite number": event_json(value=float("nan")),
     "is_anomaly is not a boolean": event_json(is_anomaly="yes"),
 }
+if "source_time" in FIELD_NAMES:
+    MALFORMED["source_time is not an ISO-8601 timestamp"] = event_json(source_time="yesterday")
 NOT_UTC_OR_IMPOSSIBLE = [
     event_json(event_time="2014-04-10T02:02:00+02:00"),  # ISO-8601, but not the contract's UTC
     event_json(event_time="2014-02-30T00:00:00Z"),
@@ -207,6 +218,7 @@ def test_nothing_is_lost_and_the_original_bytes_are_kept(spark: Any) -> None:
         original = original.encode() if isinstance(original, str) else original
         assert bytes(row.raw_bytes) == original
         assert row.kafka_key == "machine_temp"
+        assert bytes(row.raw_key) == b"machine_temp"
         # Python hands timestamps back as naive local times.
         assert row.quarantine_date == row.quarantined_at.astimezone(dt.UTC).date()
     broken_utf8 = next(r for r in invalid if r.reason == "not valid UTF-8")
@@ -231,8 +243,10 @@ def write_kafka_batch(spark: Any, folder: Path, name: str, values: list[Any], st
 
 def run_once(spark: Any, job: ModuleType, settings: Settings, source: Path) -> None:
     records = spark.readStream.schema(KAFKA_SCHEMA).parquet(f"{source}/*")
-    queries = job.start_queries(records, settings, once=True)
-    assert {q.name for q in queries} == {job.RAW_QUERY, job.QUARANTINE_QUERY}
+    # No Kafka here: the dead letters go to a Parquet folder instead of the DLQ topic.
+    dlq = settings.hdfs.lake_path("_test_dlq")
+    queries = job.start_queries(records, settings, once=True, dlq_path=dlq)
+    assert [q.name for q in queries] == list(job.QUERIES)
     job.wait_for(spark, queries, until_all=True, max_seconds=120)
 
 
@@ -254,7 +268,8 @@ def test_ingest_sinks_write_the_lake_exactly_once(
         run_once(spark, job, settings, source)
 
         # A file the sink never committed (a crashed batch's leftover) must stay invisible.
-        partition = Path(settings.raw_events_path.removeprefix("file://")) / "event_date=2014-04-10"
+        raw_root = Path(settings.raw_events_path.removeprefix("file://"))
+        partition = raw_root / "event_date=2014-04-10" / "event_hour=0"
         stray = spark.createDataFrame([("stray",)], "event_id string")
         stray.coalesce(1).write.mode("append").parquet(str(partition))
         assert spark.read.parquet(str(partition)).where("event_id = 'stray'").count() == 1
@@ -277,7 +292,12 @@ def test_ingest_sinks_write_the_lake_exactly_once(
         )
         assert quarantined == [("not valid JSON", "not json", 6), ("empty message", None, 7)]
 
-        assert lake.register_tables(spark, settings) == ["raw_events", "quarantined_events"]
+        # Nothing late, no window closed yet (every event is at 00:02): no data in those.
+        assert lake.register_tables(spark, settings) == [
+            "raw_events",
+            "quarantined_events",
+            "events",
+        ]
 
         # Listener events arrive asynchronously.
         deadline = time.monotonic() + 30

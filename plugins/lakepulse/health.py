@@ -66,8 +66,16 @@ def check_namenode(http_url: str, min_free_bytes: int = 1 << 30) -> Health:
 
 
 def check_streaming_job(client: WebHdfs, status_dir: str, timeout_seconds: float) -> Health:
+    """Alive (fresh heartbeat), and no event lost to the watermark (late ones must be kept)."""
     state = current_state(client, status_dir, timeout_seconds)
-    return Health(state.alive, state.reason)
+    if not state.alive:
+        return Health(False, state.reason)
+    counts = (state.heartbeat or {}).get("counts") or {}
+    if counts.get("dropped_by_watermark"):
+        return Health(False, f"{counts['dropped_by_watermark']} events dropped by Spark's "
+                      "watermark instead of landing in late_events")  # fmt: skip
+    summary = ", ".join(f"{k} {v}" for k, v in counts.items() if k != "dropped_by_watermark")
+    return Health(True, f"{state.reason}; since start: {summary or 'nothing yet'}")
 
 
 def check_http(name: str, url: str, expect_json_key: str | None = None) -> Health:

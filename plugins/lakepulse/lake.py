@@ -2,7 +2,10 @@
 
 Tables are Spark temporary views over their lake paths. Reading a file-sink directory by its
 path (not a glob) makes Spark use the sink's ``_spark_metadata`` log, so files of a batch that
-was never committed are not read: queries see exactly what the streaming job committed.
+was never committed are not read: queries see exactly what the streaming job committed
+(``raw_events``, ``quarantined_events``). The curated and aggregate tables are written per batch
+with idempotent file names (lakepulse.streaming.batch_output) and read as plain directories;
+their ``_staging`` folders are hidden from readers. docs/lake-layout.md describes them all.
 """
 
 from __future__ import annotations
@@ -34,9 +37,30 @@ def quarantined_events_path(settings: Settings) -> str:
     return settings.hdfs.lake_path("quarantine", "events")
 
 
+def curated_events_path(settings: Settings) -> str:
+    return settings.hdfs.lake_path("curated", "events")
+
+
+def late_events_path(settings: Settings) -> str:
+    return settings.hdfs.lake_path("curated", "late_events")
+
+
+def aggregate_path(settings: Settings, name: str) -> str:
+    return settings.hdfs.lake_path("aggregates", name)
+
+
+# The zones and their tables are described in docs/lake-layout.md.
 TABLES: dict[str, LakeTable] = {
     "raw_events": LakeTable(lambda settings: settings.raw_events_path, "parquet"),
     "quarantined_events": LakeTable(quarantined_events_path, "parquet"),
+    "events": LakeTable(curated_events_path, "parquet"),
+    "late_events": LakeTable(late_events_path, "parquet"),
+    "events_agg_1m": LakeTable(
+        lambda settings: aggregate_path(settings, "events_agg_1m"), "parquet"
+    ),
+    "events_agg_5m": LakeTable(
+        lambda settings: aggregate_path(settings, "events_agg_5m"), "parquet"
+    ),
 }
 
 
@@ -51,6 +75,12 @@ def _read(spark: SparkSession, table: LakeTable, path: str) -> DataFrame | None:
         if exc.getCondition() in {"PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA"}:
             return None
         raise
+
+
+def read_table(spark: SparkSession, settings: Settings, name: str) -> DataFrame | None:
+    """One of :data:`TABLES` as a DataFrame, or None when it has no data yet."""
+    table = TABLES[name]
+    return _read(spark, table, table.path(settings))
 
 
 def register_tables(spark: SparkSession, settings: Settings) -> list[str]:

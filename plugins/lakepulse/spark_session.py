@@ -8,6 +8,7 @@ module at parse time.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from importlib.util import find_spec
@@ -132,6 +133,10 @@ def build_spark(
     conf.update(extra_conf or {})
 
     from pyspark.sql import SparkSession  # heavy: only when a session is really wanted
+
+    # Python workers of an in-process session start `python3` from PATH unless told otherwise;
+    # the lateness stamp needs this environment's pandas and pyarrow.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     builder = SparkSession.builder.master(settings.spark.master).appName(app_name)
     for key, value in conf.items():

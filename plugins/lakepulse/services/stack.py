@@ -26,7 +26,7 @@ from lakepulse.webhdfs import WebHdfs, WebHdfsError
 
 log = get_logger("stack")
 
-LAKE_FOLDERS = ("raw", "quarantine", "curated", "_checkpoints", "_status")
+LAKE_FOLDERS = ("raw", "quarantine", "curated", "aggregates", "_checkpoints", "_status")
 
 
 @dataclass(frozen=True)
@@ -126,19 +126,32 @@ def prepare_lake(settings: Settings) -> None:
 
 
 def raw_events_landed(settings: Settings) -> Health:
+    """At least one Parquet file in the raw zone (partitions event_date=/event_hour=)."""
     client = WebHdfs(settings.hdfs)
     raw_root = f"{settings.hdfs.lake_root.rstrip('/')}/raw/events"
     try:
-        partitions = [e for e in client.list(raw_root) if e["pathSuffix"].startswith("event_date=")]
-        files = sum(
-            1
-            for partition in partitions
-            for entry in client.list(f"{raw_root}/{partition['pathSuffix']}")
-            if entry["pathSuffix"].endswith(".parquet")
-        )
+        found = _first_parquet(client, raw_root, depth=3)
     except WebHdfsError as exc:
         return Health(False, f"nothing landed yet ({exc})")
-    return Health(files > 0, f"{files} Parquet files in {len(partitions)} date partitions")
+    if found is None:
+        return Health(False, f"no Parquet file under {raw_root} yet")
+    return Health(True, f"first Parquet file: {found}")
+
+
+def _first_parquet(client: WebHdfs, folder: str, depth: int) -> str | None:
+    """Depth-first look for a Parquet file below partition folders (name=value)."""
+    entries = client.list(folder)
+    for entry in entries:
+        if entry["type"] == "FILE" and entry["pathSuffix"].endswith(".parquet"):
+            return f"{folder}/{entry['pathSuffix']}"
+    if depth == 0:
+        return None
+    for entry in entries:
+        if entry["type"] == "DIRECTORY" and "=" in entry["pathSuffix"]:
+            found = _first_parquet(client, f"{folder}/{entry['pathSuffix']}", depth - 1)
+            if found:
+                return found
+    return None
 
 
 def main_job_landing(settings: Settings) -> Health:

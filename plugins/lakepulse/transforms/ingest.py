@@ -6,6 +6,7 @@ lakepulse package. The field names and types come from :mod:`lakepulse.events`.
 
 Every record gets exactly one outcome: ``parse_error`` is null (a valid event) or the first
 rule it breaks, so ``valid_events`` and ``invalid_events`` split the input without loss.
+``dead_letters`` turns quarantine rows into the messages published to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from pyspark.sql import types as T
 from lakepulse.events import (
     EVENT_FIELDS,
     EVENT_JSON_SCHEMA,
+    FIELD_NAMES,
     SCHEMA_VERSION,
     SPARK_EVENT_TIME_FORMAT,
 )
 
 RAW_PARTITION_COLUMN = "event_date"
+# The raw zone is partitioned by the event's UTC date, then its UTC hour (0-23).
+RAW_PARTITION_COLUMNS = (RAW_PARTITION_COLUMN, "event_hour")
 QUARANTINE_PARTITION_COLUMN = "quarantine_date"
+# Optional contract field (a rebased replay's original timestamp); kept when the contract has it.
+_SOURCE_TIME = "source_time"
+_HAS_SOURCE_TIME = _SOURCE_TIME in FIELD_NAMES
 
 _SPARK_TYPES: dict[str, T.DataType] = {
     "INT": T.IntegerType(),
@@ -42,9 +49,19 @@ def event_schema() -> T.StructType:
     )
 
 
-def _utc_date(ts: Column) -> Column:
-    # Whole days since the epoch: the UTC date whatever spark.sql.session.timeZone is.
+def utc_date(ts: Column) -> Column:
+    """The UTC date of a timestamp, whatever ``spark.sql.session.timeZone`` is."""
+    # Whole days since the epoch.
     return F.date_from_unix_date(F.floor(F.unix_seconds(ts) / 86_400).cast("int"))
+
+
+def utc_hour(ts: Column) -> Column:
+    """The UTC hour (0-23) of a timestamp, whatever the session time zone is."""
+    return F.pmod(F.floor(F.unix_seconds(ts) / 3_600), F.lit(24)).cast("int")
+
+
+def _contract_time(text: Column) -> Column:
+    return F.try_to_timestamp(text, F.lit(SPARK_EVENT_TIME_FORMAT))
 
 
 def _empty(text: Column) -> Column:
@@ -92,9 +109,17 @@ def _parse_error(text: Column, event: Column, event_time: Column) -> Column:
         .when(value.isNull() & ~present("value"), "missing value")
         .when(F.isnan(value) | (F.abs(value) == float("inf")), "value is not a finite number")
         .when(event["is_anomaly"].isNull() & given("is_anomaly"), "is_anomaly is not a boolean")
+        .when(_bad_source_time(event), "source_time is not an ISO-8601 timestamp")
         # Safety net: never let a record the JSON reader flagged pass as valid.
         .when(corrupt, "malformed event")
     )
+
+
+def _bad_source_time(event: Column) -> Column:
+    if not _HAS_SOURCE_TIME:
+        return F.lit(False)
+    text = event[_SOURCE_TIME]
+    return text.isNotNull() & (~text.rlike(_EVENT_TIME_PATTERN) | _contract_time(text).isNull())
 
 
 def parse_kafka_records(records: DataFrame) -> DataFrame:
@@ -113,7 +138,7 @@ def parse_kafka_records(records: DataFrame) -> DataFrame:
         .withColumn("_json", F.from_json("_text", parse_schema, options))
         .withColumn(
             "_event_time",
-            F.try_to_timestamp(F.col("_json.event_time"), F.lit(SPARK_EVENT_TIME_FORMAT)),
+            _contract_time(F.col("_json.event_time")),
         )
     )
     parsed_json = F.col("_json")
@@ -137,18 +162,27 @@ def _kafka_columns() -> list[Column]:
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
-    """Rows of the raw events table, partitioned by ``event_date`` (UTC)."""
+    """Rows of the raw events table, partitioned by ``event_date`` and ``event_hour`` (UTC).
+
+    ``ingested_at`` is Spark's batch timestamp in a streaming query: one value per micro-batch,
+    recorded in the checkpoint, so a replayed batch gets the same value again.
+    """
     event = F.col("event")
+    source_time = (
+        [_contract_time(event[_SOURCE_TIME]).alias(_SOURCE_TIME)] if _HAS_SOURCE_TIME else []
+    )
     return parsed.where(F.col("parse_error").isNull()).select(
         event["event_id"].alias("event_id"),
         event["source"].alias("source"),
         event["event_time"].alias("event_time"),
         event["value"].alias("value"),
         event["is_anomaly"].alias("is_anomaly"),
+        *source_time,
         event["schema_version"].alias("schema_version"),
         *_kafka_columns(),
         F.current_timestamp().alias("ingested_at"),
-        _utc_date(event["event_time"]).alias(RAW_PARTITION_COLUMN),
+        utc_date(event["event_time"]).alias(RAW_PARTITION_COLUMNS[0]),
+        utc_hour(event["event_time"]).alias(RAW_PARTITION_COLUMNS[1]),
     )
 
 
@@ -159,8 +193,39 @@ def invalid_events(parsed: DataFrame) -> DataFrame:
         F.make_valid_utf8(F.col("value").cast("string")).alias("raw_value"),
         F.col("value").alias("raw_bytes"),
         F.make_valid_utf8(F.col("key").cast("string")).alias("kafka_key"),
+        F.col("key").alias("raw_key"),  # exact bytes: the dead letter is keyed by them
         F.col("parse_error").alias("reason"),
         *_kafka_columns(),
         F.current_timestamp().alias("quarantined_at"),
-        _utc_date(F.current_timestamp()).alias(QUARANTINE_PARTITION_COLUMN),
+        utc_date(F.current_timestamp()).alias(QUARANTINE_PARTITION_COLUMN),
+    )
+
+
+# Dead letters carry their Kafka timestamp like the events' own times: UTC, "Z".
+# Null fields are written as null (not left out): every dead letter has the same keys.
+_DLQ_JSON_OPTIONS = {
+    "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX",
+    "timeZone": "UTC",
+    "ignoreNullFields": "false",
+}
+
+
+def dead_letters(quarantined: DataFrame) -> DataFrame:
+    """Quarantine rows as Kafka messages for the dead-letter topic: ``key`` and ``value``.
+
+    The value is JSON ``{reason, topic, partition, offset, kafka_timestamp, value_base64}``
+    (``value_base64`` null for a null message), keyed by the original message's key bytes.
+    Quarantine rows written before ``raw_key`` existed fall back to the key's text.
+    """
+    body = F.struct(
+        F.col("reason"),
+        F.col("kafka_topic").alias("topic"),
+        F.col("kafka_partition").alias("partition"),
+        F.col("kafka_offset").alias("offset"),
+        F.col("kafka_timestamp"),
+        F.base64(F.col("raw_bytes")).alias("value_base64"),
+    )
+    return quarantined.select(
+        F.coalesce(F.col("raw_key"), F.col("kafka_key").cast("binary")).alias("key"),
+        F.to_json(body, _DLQ_JSON_OPTIONS).alias("value"),
     )

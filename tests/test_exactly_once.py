@@ -1,0 +1,153 @@
+"""Exactly once under crashes: the streaming driver is killed (SIGKILL) five times while a
+faulty stream is produced; afterwards the curated `events` table holds every valid event once,
+late events are kept apart, malformed ones are quarantined once, and the streamed aggregates
+equal a batch recomputation over the raw zone. Runs on the session's private platform, whose
+Airflow supervisor restarts the job after each kill."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import wait_for
+
+from lakepulse.producer import produce
+from lakepulse.services.process import pid_alive
+from lakepulse.sources.faults import FaultConfig
+from lakepulse.streaming_status import current_state
+from lakepulse.webhdfs import WebHdfs
+
+pytestmark = [pytest.mark.streaming, pytest.mark.integration]
+
+KILLS = 5
+RATE = 300  # events/s
+LIMIT = 45_000  # 150 s of producing
+SOURCES = 20
+FAULTS = FaultConfig(malformed=0.05, duplicates=0.03, late=0.01, out_of_order=0.05)
+RESTART_DEADLINE_S = 300
+
+
+def _jvm_of(python_driver_pid: int) -> int:
+    stat = Path(f"/proc/{python_driver_pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _live_driver(client: WebHdfs, status_dir: str, not_pid: int = 0) -> tuple[int, int] | None:
+    """(pid, batch id) of a live driver other than ``not_pid``, once it has run a batch."""
+    state = current_state(client, status_dir, 60)
+    beat = state.heartbeat or {}
+    pid = int(beat.get("pid") or 0)
+    batch = beat.get("batch_id")
+    if state.alive and pid and pid != not_pid and pid_alive(pid) and batch is not None:
+        return pid, int(batch)
+    return None
+
+
+def _kill_after(client: WebHdfs, status_dir: str, previous_pid: int, batches: int) -> str:
+    """Wait for a driver other than ``previous_pid``, let it run ``batches`` more batches,
+    then SIGKILL its JVM."""
+    pid, first_batch = wait_for(
+        lambda: _live_driver(client, status_dir, previous_pid), bool, RESTART_DEADLINE_S,
+        "a restarted driver",
+    )  # fmt: skip
+
+    def progressed(found: tuple[int, int]) -> bool:
+        return found[0] != pid or found[1] >= first_batch + batches
+
+    wait_for(lambda: _live_driver(client, status_dir) or (pid, -1), progressed,
+             RESTART_DEADLINE_S, f"{batches} batches of driver {pid}", interval=0.5)  # fmt: skip
+    os.kill(_jvm_of(pid), signal.SIGKILL)
+    return pid
+
+
+def _kill_at_random_moments(settings, rng: random.Random) -> list[int]:
+    """Kill the driver JVM KILLS times, each after a random number of batches since it came up."""
+    client = WebHdfs(settings.hdfs)
+    killed = [0]
+    for _ in range(KILLS):
+        killed.append(_kill_after(client, settings.status_path, killed[-1], rng.randint(1, 4)))
+    return killed[1:]
+
+
+@pytest.mark.timeout(1800)
+def test_kill_9_five_times_loses_and_duplicates_nothing(job_running, lake_rows, lake_spark):
+    settings = job_running
+    reports = []
+    producer = threading.Thread(target=lambda: reports.append(produce(
+        settings, synthetic=True, rate=RATE, sources_count=SOURCES, limit=LIMIT, faults=FAULTS,
+        progress=False, collect_ids=True, seed=7,
+    )))  # fmt: skip
+    producer.start()
+    killed = _kill_at_random_moments(settings, random.Random(11))
+    producer.join(timeout=LIMIT / RATE + 300)
+    assert len(killed) == KILLS
+    (report,) = reports
+    assert report.ok, report.as_dict()
+
+    on_time = set(report.ids_by_kind["valid"]) | set(report.ids_by_kind["out_of_order"])
+    late = set(report.ids_by_kind["late"])
+    duplicated = set(report.ids_by_kind["duplicate"])
+    assert duplicated <= on_time | late  # a duplicate re-sends an event already sent
+    client = WebHdfs(settings.hdfs)
+    wait_for(lambda: _live_driver(client, settings.status_path), bool, RESTART_DEADLINE_S,
+             "the job running again after the last kill")  # fmt: skip
+
+    def curated_counts() -> dict[str, int]:
+        rows = lake_rows("select event_id, count(*) from events "
+                         "where source like 'synthetic/%' group by event_id")  # fmt: skip
+        return dict(rows)
+
+    counts = wait_for(curated_counts, lambda found: on_time <= set(found), RESTART_DEADLINE_S,
+                      "every on-time event in the curated table")  # fmt: skip
+    assert {event_id: n for event_id, n in counts.items() if n != 1} == {}
+
+    late_rows = dict(lake_rows("select event_id, count(*) from late_events "
+                               "where source like 'synthetic/%' group by event_id"))  # fmt: skip
+    assert {event_id: n for event_id, n in late_rows.items() if n != 1} == {}
+    for event_id in late:  # kept, in exactly one of the two tables
+        assert (event_id in counts) != (event_id in late_rows), event_id
+    assert len(late & set(late_rows)) >= 0.9 * len(late)
+    assert set(late_rows) <= on_time | late  # only late events are called late
+
+    payloads = {p.decode("utf-8", "replace") for p in report.malformed_payloads}
+    quarantined = lake_rows("select raw_value, count(*) from quarantined_events group by 1")
+    mine = {value: n for value, n in quarantined if value in payloads}
+    assert len(mine) == len(payloads) and set(mine.values()) == {1}
+
+    _assert_aggregates_equal_a_batch_recomputation(settings, lake_spark)
+
+
+def _assert_aggregates_equal_a_batch_recomputation(settings, spark) -> None:
+    from pyspark.sql import functions as F
+
+    from lakepulse.lake import register_tables
+    from lakepulse.transforms.curate import recompute_aggregates
+
+    register_tables(spark, settings)
+    raw = spark.table("raw_events").where(F.col("source").startswith("synthetic/"))
+    late = spark.table("late_events")
+    days = [row[0] for row in raw.select("event_date").distinct().collect()]
+    # Windows the stream has closed: their end is behind the watermark of on-time events.
+    front = spark.table("events").where(F.col("source").startswith("synthetic/")) \
+        .agg(F.max("event_time")).first()[0]  # fmt: skip
+    closed_before = front - dt.timedelta(minutes=10)
+    recomputed = recompute_aggregates(raw, late, min(days), max(days))
+    for table, batch in recomputed.items():
+        streamed = spark.table(table).where(F.col("source").startswith("synthetic/"))
+        assert _rows(streamed, closed_before) == _rows(batch, closed_before), table
+
+
+def _rows(frame, closed_before: dt.datetime) -> set[tuple]:
+    stats = ("count", "min", "max", "mean", "stddev", "p50", "p95")
+    columns = [c for c in stats if c in frame.columns]
+    rows = (
+        frame.where(frame.window_end <= closed_before)
+        .select("source", "window_start", *columns)
+        .collect()
+    )
+    return {tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows}
