@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 JARS_STAMP  := infra/target/.fetched
 VENV_STAMP  := $(VENV)/.installed
 
-.PHONY: run stop status test setup venv jars system-deps lint format clean
+.PHONY: run stop status test bench setup venv jars system-deps lint format clean
 
 run: setup ## start every service and the main job; returns when events have landed
 	$(LAKEPULSE) up
@@ -22,6 +22,10 @@ status: ## health of every service; exits non-zero when one is down
 
 test: setup ## every test, with the services they need (started and stopped by the tests)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+BENCH_ARGS ?=
+bench: setup ## pipeline benchmark (Kafka -> Spark -> HDFS), at most 25 min; writes bench/RESULTS.md
+	$(PY) -m bench.pipeline $(BENCH_ARGS)
 
 setup: system-deps venv jars
 

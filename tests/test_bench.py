@@ -15,6 +15,8 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the checkout, 
 from bench import analysis, cpu, deployment, kafka_tools, report  # noqa: E402
 from bench.lake_watch import SinkLog, hdfs_path  # noqa: E402
 
+pytestmark = pytest.mark.bench
+
 PRODUCER_OUTPUT = """\
 149713 records sent, 29942.6 records/sec (5.20 MB/sec), 290.1 ms avg latency, 601.0 ms max latency.
 1000000 records sent, 97847.4 records/sec (16.94 MB/sec), 85.12 ms avg latency, 402.00 ms max \

@@ -1,0 +1,1 @@
+"""Lakepulse benchmarks: ``python -m bench.pipeline`` (see bench/README.md)."""
