@@ -11,6 +11,7 @@ pytestmark = pytest.mark.platform
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 EXPECTED_TASKS = {
     "backfill": {"check_range", "recompute_aggregates"},
+    "compact_lake": {"compact_closed_partitions"},
     "cluster_health": {"kafka", "hdfs", "streaming_job", "mlflow", "airflow"},
     "streaming_supervisor": {
         "wait_until_job_is_down",
