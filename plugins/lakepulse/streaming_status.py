@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,19 +24,40 @@ class JobState:
     alive: bool
     reason: str
     heartbeat: dict | None = None
+    # False when the heartbeat could not be read: the job may well be running.
+    known: bool = True
+
+
+class HeartbeatUnreadable(RuntimeError):
+    """The heartbeat file stayed empty or partial (it is rewritten in place on every beat)."""
 
 
 def heartbeat_path(status_dir: str, job: str = INGEST_JOB) -> str:
     return f"{status_dir.rstrip('/')}/{job}.json"
 
 
-def read_heartbeat(client: WebHdfs, status_dir: str, job: str = INGEST_JOB) -> dict | None:
-    try:
-        return json.loads(client.read_bytes(heartbeat_path(status_dir, job)))
-    except WebHdfsError as exc:
-        if exc.status == 404:
-            return None
-        raise
+def read_heartbeat(
+    client: WebHdfs, status_dir: str, job: str = INGEST_JOB, attempts: int = 5
+) -> dict | None:
+    """The job's last heartbeat, or None when it never wrote one.
+
+    HDFS rewrites the file in place, so a read can land between truncation and the new
+    content: such a read is retried a few times before giving up.
+    """
+    path = heartbeat_path(status_dir, job)
+    for attempt in range(attempts):
+        try:
+            content = client.read_bytes(path)
+        except WebHdfsError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            return json.loads(content)
+        except json.JSONDecodeError:
+            if attempt < attempts - 1:
+                time.sleep(0.2)
+    raise HeartbeatUnreadable(f"{path} stayed empty or partial over {attempts} reads")
 
 
 def job_state(
@@ -62,8 +84,8 @@ def job_state(
 def current_state(client: WebHdfs, status_dir: str, timeout_seconds: float) -> JobState:
     try:
         heartbeat = read_heartbeat(client, status_dir)
-    except WebHdfsError as exc:
-        return JobState(False, f"cannot read the heartbeat from HDFS: {exc}")
+    except (WebHdfsError, HeartbeatUnreadable) as exc:
+        return JobState(False, f"cannot read the heartbeat from HDFS: {exc}", known=False)
     return job_state(heartbeat, timeout_seconds)
 
 

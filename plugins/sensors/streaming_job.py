@@ -9,7 +9,14 @@ from airflow.sdk import BaseHook, BaseSensorOperator
 
 from hooks.lakepulse_hooks import LakepulseWebHdfsHook
 from lakepulse.streaming.watchdog import Observation, assess, observe
-from lakepulse.streaming_status import current_state, job_state, read_heartbeat, record_restart
+from lakepulse.streaming_status import (
+    HeartbeatUnreadable,
+    current_state,
+    job_state,
+    read_heartbeat,
+    record_restart,
+)
+from lakepulse.webhdfs import WebHdfsError
 
 
 class StreamingJobDownSensor(BaseSensorOperator):
@@ -32,6 +39,10 @@ class StreamingJobDownSensor(BaseSensorOperator):
     def poke(self, context: Any) -> bool:
         client = LakepulseWebHdfsHook(self.webhdfs_conn_id).get_conn()
         state = current_state(client, self.status_dir, self.heartbeat_timeout)
+        if not state.known:
+            # Unreadable is not down: starting a second job on one checkpoint would be worse.
+            self.log.warning("streaming job state unknown, looking again: %s", state.reason)
+            return False
         self.log.info("streaming job %s: %s", "alive" if state.alive else "down", state.reason)
         self._reason = state.reason
         return not state.alive
@@ -78,7 +89,11 @@ class StreamingJobWatchdogSensor(BaseSensorOperator):
         now = datetime.now(UTC)
         self._watch_started = self._watch_started or now
         client = LakepulseWebHdfsHook(self.webhdfs_conn_id).get_conn()
-        heartbeat = read_heartbeat(client, self.status_dir)
+        try:
+            heartbeat = read_heartbeat(client, self.status_dir)
+        except (WebHdfsError, HeartbeatUnreadable) as exc:
+            self.log.warning("heartbeat unreadable, looking again: %s", exc)
+            return False
         started_at = _parse_time(heartbeat.get("started_at")) if heartbeat else None
         # A heartbeat from before this run belongs to the job this run replaces.
         if started_at is None or started_at < self._watch_started - timedelta(seconds=60):
