@@ -20,7 +20,7 @@ def test_each_produced_event_lands_exactly_once_in_hdfs(platform, lake_rows):
     from lakepulse.producer import produce
 
     report = produce(platform, sources="artificialWithAnomaly", speedup=0, limit=K,
-                     progress=False, collect_ids=True)  # fmt: skip
+                     progress=False, collect_ids=True, rebase=False)  # fmt: skip
     assert report.ok, report.as_dict()
     assert report.delivered == K
     produced = set(report.event_ids)

@@ -34,10 +34,10 @@ def test_a_killed_job_is_restarted_from_its_checkpoint_losing_nothing(job_runnin
     restarts_before = len(client.list(f"{settings.status_path}/restarts"))
 
     first = produce(settings, sources="realTraffic", speedup=0, limit=300, progress=False,
-                    collect_ids=True)  # fmt: skip
+                    collect_ids=True, rebase=False)  # fmt: skip
     os.kill(_jvm_of(driver_pid), signal.SIGKILL)  # a crash: no clean shutdown
     second = produce(settings, sources="realTweets", speedup=0, limit=300, progress=False,
-                     collect_ids=True)  # fmt: skip
+                     collect_ids=True, rebase=False)  # fmt: skip
     assert first.ok and second.ok
     produced = set(first.event_ids) | set(second.event_ids)
     assert len(produced) == 600
