@@ -29,22 +29,20 @@ from typing import Any
 
 from lakepulse.services import hdfs, kafka, process, stack
 from lakepulse.services.process import Health, ServiceSpec
-from lakepulse.settings import PROJECT_ROOT, PathSettings, Settings, load_settings
+from lakepulse.settings import (
+    PROJECT_ROOT,
+    PathSettings,
+    Settings,
+    default_ports,
+    load_settings,
+    offset_ports_environment,
+)
 from lakepulse.spark_session import spark_submit_conf, spark_submit_env, spark_submit_jars
 from lakepulse.streaming_status import read_heartbeat
 from lakepulse.webhdfs import WebHdfs, WebHdfsError
 
 PORT_OFFSET = 22000
-DEFAULT_PORTS = {
-    "KAFKA__CONTROLLER_PORT": 9093,
-    "HDFS__NAMENODE_RPC_PORT": 8020,
-    "HDFS__NAMENODE_HTTP_PORT": 9870,
-    "HDFS__DATANODE_PORT": 9866,
-    "HDFS__DATANODE_HTTP_PORT": 9864,
-    "HDFS__DATANODE_IPC_PORT": 9867,
-    "AIRFLOW__PORT": 8080,
-    "MLFLOW__PORT": 5000,
-}
+DEFAULT_PORTS = default_ports()
 JOB_NAME = "bench-ingest-events"
 # Query names the job reports in its heartbeat (lakepulse.streaming.ingest_job).
 RAW_QUERY = "ingest_events_raw"
@@ -60,8 +58,7 @@ def bench_environment(
         "LAKEPULSE__PATHS__DATA_DIR": str(data_dir),
         # Explicit: a job run from an exported commit must still find the checkout's jars.
         "LAKEPULSE__PATHS__JARS_DIR": str(PathSettings().jars_dir),
-        "LAKEPULSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{9092 + offset}",
-        **{f"LAKEPULSE__{key}": str(port + offset) for key, port in DEFAULT_PORTS.items()},
+        **offset_ports_environment(offset),
         "LAKEPULSE__AIRFLOW__MANAGED": "false",
         "LAKEPULSE__MLFLOW__MANAGED": "false",
     }

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task
 
-from lakepulse.connections import SPARK_CONN_ID
-from lakepulse.settings import PROJECT_ROOT, get_settings
-from lakepulse.spark_session import spark_submit_conf, spark_submit_env
+from operators.lakepulse_spark import LakepulseSparkSubmitOperator
 
-settings = get_settings()
 DATE = {"type": "string", "format": "date"}
 
 
@@ -43,14 +39,10 @@ def backfill():
             raise ValueError(f"backfill range is inverted: start {start} is after end {end}")
         return {"start": start.isoformat(), "end": end.isoformat(), "days": (end - start).days + 1}
 
-    recompute = SparkSubmitOperator(
+    recompute = LakepulseSparkSubmitOperator(
         task_id="recompute_aggregates",
-        application=str(PROJECT_ROOT / "spark" / "recompute_aggregates.py"),
-        conn_id=SPARK_CONN_ID,
-        name="lakepulse-recompute-aggregates",
-        conf=spark_submit_conf(settings),
+        script="recompute_aggregates.py",
         application_args=["--start", "{{ params.start }}", "--end", "{{ params.end }}"],
-        env_vars=spark_submit_env(),
     )
     check_range() >> recompute
 

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import dag
 
-from lakepulse.connections import SPARK_CONN_ID
-from lakepulse.settings import PROJECT_ROOT, get_settings
-from lakepulse.spark_session import spark_submit_conf, spark_submit_env
-
-settings = get_settings()
+from operators.lakepulse_spark import LakepulseSparkSubmitOperator
 
 
 @dag(
@@ -28,14 +23,10 @@ settings = get_settings()
     doc_md=__doc__,
 )
 def compact_lake():
-    SparkSubmitOperator(
+    LakepulseSparkSubmitOperator(
         task_id="compact_closed_partitions",
-        application=str(PROJECT_ROOT / "spark" / "compact_lake.py"),
-        conn_id=SPARK_CONN_ID,
-        name="lakepulse-compact-lake",
-        conf=spark_submit_conf(settings),
+        script="compact_lake.py",
         application_args=["--older-than-days", "2", "--min-files", "4"],
-        env_vars=spark_submit_env(),
     )
 
 

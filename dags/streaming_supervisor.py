@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import dag, task
 
-from lakepulse.connections import KAFKA_CONN_ID, SPARK_CONN_ID, WEBHDFS_CONN_ID
-from lakepulse.settings import PROJECT_ROOT, get_settings
-from lakepulse.spark_session import spark_submit_conf, spark_submit_env, spark_submit_jars
+from lakepulse.connections import KAFKA_CONN_ID, WEBHDFS_CONN_ID
+from lakepulse.settings import get_settings
+from operators.lakepulse_spark import LakepulseSparkSubmitOperator
 from sensors.streaming_job import StreamingJobDownSensor, StreamingJobWatchdogSensor
 
 settings = get_settings()
@@ -43,14 +42,8 @@ def streaming_supervisor():
         poke_interval=30,
         timeout=timedelta(days=365).total_seconds(),
     )
-    run_job = SparkSubmitOperator(
-        task_id="run_ingest_events",
-        application=str(PROJECT_ROOT / "spark" / "ingest_events.py"),
-        conn_id=SPARK_CONN_ID,
-        name="lakepulse-ingest-events",
-        conf=spark_submit_conf(settings),
-        jars=",".join(spark_submit_jars(settings, required=False)) or None,
-        env_vars=spark_submit_env(),
+    run_job = LakepulseSparkSubmitOperator(
+        task_id="run_ingest_events", script="ingest_events.py", with_kafka=True
     )
     supervision = settings.supervision
     watch = StreamingJobWatchdogSensor(

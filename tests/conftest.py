@@ -19,24 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from lakepulse.settings import offset_ports_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 # LAKEPULSE_TEST_DATA_DIR and LAKEPULSE_TEST_PORT_OFFSET let two test sessions run side by side.
 TEST_DATA_DIR = Path(os.environ.get("LAKEPULSE_TEST_DATA_DIR", ROOT / ".lakepulse-test"))
 PORT_OFFSET = int(os.environ.get("LAKEPULSE_TEST_PORT_OFFSET", "20000"))
-DEFAULT_PORTS = {
-    "KAFKA__CONTROLLER_PORT": 9093,
-    "HDFS__NAMENODE_RPC_PORT": 8020,
-    "HDFS__NAMENODE_HTTP_PORT": 9870,
-    "HDFS__DATANODE_PORT": 9866,
-    "HDFS__DATANODE_HTTP_PORT": 9864,
-    "HDFS__DATANODE_IPC_PORT": 9867,
-    "AIRFLOW__PORT": 8080,
-    "MLFLOW__PORT": 5000,
-}
 TEST_ENV = {
     "LAKEPULSE__PATHS__DATA_DIR": str(TEST_DATA_DIR),
-    "LAKEPULSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{9092 + PORT_OFFSET}",
-    **{f"LAKEPULSE__{key}": str(port + PORT_OFFSET) for key, port in DEFAULT_PORTS.items()},
+    **offset_ports_environment(PORT_OFFSET),
     # Short trigger and heartbeat so that tests see data and failures quickly.
     "LAKEPULSE__SPARK__TRIGGER_SECONDS": "2",
     "LAKEPULSE__SPARK__HEARTBEAT_TIMEOUT_SECONDS": "60",

@@ -68,3 +68,14 @@ def test_an_unknown_section_is_refused(tmp_path: Path):
     config.write_text("[kafak]\nbootstrap_servers = 'x'\n")
     with pytest.raises(SettingsError, match="unknown settings section 'kafak'"):
         load_settings(config_file=config, environ={})
+
+
+def test_a_port_offset_moves_every_listening_port_and_nothing_else():
+    from lakepulse.settings import offset_ports_environment
+
+    moved = load_settings(environ=offset_ports_environment(20000))
+    default = load_settings(environ={})
+    assert moved.kafka.bootstrap_servers == "127.0.0.1:29092"
+    assert moved.hdfs.namenode_http_port == default.hdfs.namenode_http_port + 20000
+    assert moved.airflow.port == 28080 and moved.mlflow.port == 25000
+    assert moved.spark.ui_port == 0  # off stays off

@@ -314,6 +314,27 @@ def load_settings(
     return Settings(**sections)
 
 
+def default_ports() -> dict[str, int]:
+    """Every listening port of the local deployment, as ``SECTION__KEY`` -> default port."""
+    ports = {}
+    for section in dataclasses.fields(Settings):
+        for item in dataclasses.fields(section.default_factory):  # type: ignore[arg-type]
+            # 0 is "off" (the Spark UI), not a port to move.
+            if item.name.endswith("port") and isinstance(item.default, int) and item.default:
+                ports[f"{section.name.upper()}__{item.name.upper()}"] = item.default
+    return ports
+
+
+def offset_ports_environment(offset: int) -> dict[str, str]:
+    """``LAKEPULSE__*`` variables moving every port of the local deployment by ``offset``,
+    so that a second deployment (tests, benchmarks) runs beside the default one."""
+    host, port = KafkaSettings.bootstrap_servers.rsplit(":", 1)
+    return {
+        "LAKEPULSE__KAFKA__BOOTSTRAP_SERVERS": f"{host}:{int(port) + offset}",
+        **{f"LAKEPULSE__{key}": str(port + offset) for key, port in default_ports().items()},
+    }
+
+
 @cache
 def get_settings() -> Settings:
     """The process-wide settings (resolved once)."""
