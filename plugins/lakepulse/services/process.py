@@ -55,11 +55,27 @@ class ServiceError(RuntimeError):
 
 
 def read_pid(spec: ServiceSpec) -> int | None:
+    """The service's pid, or None when it is not running.
+
+    The pid file also holds the process's start time: after the service died, its pid may be
+    given to an unrelated process, which must never be taken for it (and stopped).
+    """
     try:
-        pid = int(spec.pid_file.read_text().strip())
+        pid_text, _, started = spec.pid_file.read_text().strip().partition(" ")
+        pid = int(pid_text)
     except (FileNotFoundError, ValueError):
         return None
-    return pid if pid_alive(pid) else None
+    if not pid_alive(pid) or (started and started != process_start_time(pid)):
+        return None
+    return pid
+
+
+def process_start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, IndexError):
+        return ""
 
 
 def pid_alive(pid: int) -> bool:
@@ -135,7 +151,7 @@ def launch(spec: ServiceSpec) -> subprocess.Popen:
             env=env,
             start_new_session=True,
         )
-    spec.pid_file.write_text(str(process.pid))
+    spec.pid_file.write_text(f"{process.pid} {process_start_time(process.pid)}")
     log.info("started", service=spec.name, pid=process.pid, log=str(spec.log_file))
 
     return process
