@@ -52,8 +52,8 @@ def test_every_malformed_event_reaches_the_dead_letter_topic_and_no_valid_one_is
                      faults=FaultConfig(malformed=0.10), progress=False, collect_ids=True,
                      seed=23)  # fmt: skip
     assert report.ok, report.as_dict()
-    malformed = set(report.malformed_payloads)
-    assert len(malformed) == report.per_kind["malformed"] > 200
+    assert len(report.malformed_payloads) == report.per_kind["malformed"] > 200
+    malformed = set(report.malformed_payloads)  # some kinds repeat the same bytes
     valid = set(report.ids_by_kind["valid"])
 
     letters = wait_for(
