@@ -12,6 +12,7 @@ DAGS = Path(__file__).resolve().parents[1] / "dags"
 EXPECTED_TASKS = {
     "backfill": {"check_range", "recompute_aggregates"},
     "compact_lake": {"compact_closed_partitions"},
+    "data_quality": {"validate_partitions", "alert", "fail_if_quarantined"},
     "cluster_health": {"kafka", "hdfs", "streaming_job", "mlflow", "airflow"},
     "streaming_supervisor": {
         "wait_until_job_is_down",
@@ -76,3 +77,12 @@ def test_backfill_recomputes_a_range_given_as_parameters(dagbag):
     submit = dag.get_task("recompute_aggregates")
     assert Path(submit.application).is_file()
     assert submit.application_args == ["--start", "{{ params.start }}", "--end", "{{ params.end }}"]
+
+
+def test_data_quality_runs_on_landed_partitions_and_on_a_schedule(dagbag):
+    dag = dagbag.get_dag("data_quality")
+    timetable = dag.timetable
+    assert type(timetable).__name__ == "AssetOrTimeSchedule"
+    assert "lakepulse_landed_partitions" in str(dag.timetable.asset_condition)
+    submit = dag.get_task("validate_partitions")
+    assert submit.application_args[:2] == ["--run-id", "{{ run_id }}"]

@@ -108,6 +108,26 @@ def _sql(args: argparse.Namespace) -> int:
     return sql_command(get_settings(), args.query)
 
 
+def _quality_profile(args: argparse.Namespace) -> int:
+    from lakepulse.quality.profile import write_profile
+    from lakepulse.quality.profiling import profile_history
+
+    settings = get_settings()
+    out = args.out or settings.quality.profile_path
+    profile = profile_history(settings, from_nab=args.from_nab, margin=args.margin)
+    write_profile(profile, out)
+    print(f"proposed ranges for {len(profile['sources'])} sources in {out}: review the diff, "
+          "then check it in")  # fmt: skip
+    return 0
+
+
+def _quality_write_context(args: argparse.Namespace) -> int:
+    from lakepulse.quality.suites import write_context
+
+    print("wrote suites:", ", ".join(write_context()))
+    return 0
+
+
 def _airflow_env(args: argparse.Namespace) -> int:
     from lakepulse.services.airflow import airflow_env
 
@@ -192,6 +212,22 @@ def build_parser() -> argparse.ArgumentParser:
     sql = commands.add_parser("sql", help="run Spark SQL over the lake's tables")
     sql.add_argument("query")
     sql.set_defaults(handler=_sql)
+
+    quality = commands.add_parser("quality", help="data-quality suites and source profiles")
+    steps = quality.add_subparsers(dest="step", required=True)
+    profile = steps.add_parser(
+        "profile", help="propose per-source value ranges from history (for review)"
+    )
+    profile.add_argument("--out", type=Path, help="where (default: [quality] profile_path)")
+    profile.add_argument(
+        "--from-nab", action="store_true",
+        help="learn from the NAB series files instead of the lake (before any data landed)",
+    )  # fmt: skip
+    profile.add_argument("--margin", type=float, default=0.25, help="widening of min/max")
+    profile.set_defaults(handler=_quality_profile)
+    steps.add_parser(
+        "write-context", help="rewrite expectations/gx from lakepulse.quality.suites"
+    ).set_defaults(handler=_quality_write_context)
 
     env = commands.add_parser("airflow-env", help="print the Airflow environment as exports")
     env.set_defaults(handler=_airflow_env)

@@ -153,6 +153,25 @@ class SmtpSettings:
     sender: str = "lakepulse@localhost"
     recipients: str = "operators@localhost"
     starttls: bool = False
+    # True: Lakepulse runs a local mailbox on host:port that keeps every message it receives
+    # (<data_dir>/mailbox, Maildir); False: host:port is your own mail relay.
+    managed: bool = True
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """Data quality (lakepulse.quality): what a partition must meet to be trusted."""
+
+    # A partition whose newest event arrived longer ago than this is stale.
+    freshness_max_age_hours: float = 6.0
+    # Per-source value ranges and distributions learned from history, reviewed and checked in
+    # (`lakepulse quality profile` proposes them). Relative paths start at the project root.
+    profile_path: Path = PROJECT_ROOT / "expectations" / "profiles" / "events_sources.json"
+    # A source's mean in a partition more than this many of its historical standard deviations
+    # away from its historical mean is a distribution shift.
+    max_mean_shift_sigmas: float = 3.0
+    # Rows shown per failed expectation in the alert e-mail.
+    sample_rows: int = 5
 
 
 @dataclass(frozen=True)
@@ -188,6 +207,7 @@ class Settings:
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     producer: ProducerSettings = field(default_factory=ProducerSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
 
     @property
     def airflow_home(self) -> Path:
@@ -219,6 +239,20 @@ class Settings:
     @property
     def status_path(self) -> str:
         return self.hdfs.lake_root.rstrip("/") + "/_status"
+
+    @property
+    def quality_path(self) -> str:
+        """Verdicts, validation results and the quarantined partitions' registry (HDFS)."""
+        return self.hdfs.lake_root.rstrip("/") + "/_quality"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        """Where Great Expectations builds Data Docs (served by the Airflow API server)."""
+        return self.paths.data_dir / "quality" / "data_docs"
+
+    @property
+    def mailbox_dir(self) -> Path:
+        return self.paths.data_dir / "mailbox"
 
 
 def _coerce(raw: Any, target: Any, key: str, source: str) -> Any:

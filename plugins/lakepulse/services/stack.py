@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 
 from lakepulse.log import get_logger
-from lakepulse.services import airflow, hdfs, kafka, mlflow, process
+from lakepulse.services import airflow, hdfs, kafka, mailbox, mlflow, process
 from lakepulse.services.process import Health, ServiceSpec
 from lakepulse.settings import PROJECT_ROOT, Settings
 from lakepulse.streaming_status import current_state
@@ -46,6 +46,8 @@ def service_groups(settings: Settings) -> list[list[ServiceSpec]]:
         second.append(hdfs.datanode_spec(settings))
     if settings.mlflow.managed:
         first.append(mlflow.spec(settings))
+    if settings.smtp.managed:
+        first.append(mailbox.spec(settings))
     groups = [first, second]
     if settings.airflow.managed:
         groups.append(airflow.specs(settings))

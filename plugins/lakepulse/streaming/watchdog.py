@@ -99,8 +99,10 @@ def committed_offsets(client: WebHdfs, checkpoint_dir: str, topic: str) -> dict[
     return None
 
 
-def end_offsets(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
-    """The topic's end offsets (partition -> next offset to be written)."""
+def offset_bounds(
+    bootstrap_servers: str, topic: str, timeout: float = 10.0
+) -> dict[int, tuple[int, int]]:
+    """The topic's (earliest, end) offsets per partition: what Kafka still holds."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "lakepulse-watchdog",
@@ -109,11 +111,16 @@ def end_offsets(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> di
         metadata = consumer.list_topics(topic, timeout=timeout)
         partitions = sorted(metadata.topics[topic].partitions)
         return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             for p in partitions
         }
     finally:
         consumer.close()
+
+
+def end_offsets(bootstrap_servers: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """The topic's end offsets (partition -> next offset to be written)."""
+    return {p: end for p, (_, end) in offset_bounds(bootstrap_servers, topic, timeout).items()}
 
 
 def observe(
