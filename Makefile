@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 JARS_STAMP  := infra/target/.fetched
 VENV_STAMP  := $(VENV)/.installed
 
-.PHONY: run stop status test bench setup venv jars system-deps lint format clean
+.PHONY: run stop status test bench bench-quality setup venv jars system-deps lint format clean
 
 run: setup ## start every service and the main job; returns when events have landed
 	$(LAKEPULSE) up
@@ -24,16 +24,24 @@ test: setup ## every test, with the services they need (started and stopped by t
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 BENCH_ARGS ?=
+bench-quality: setup ## time the validation of a 1M-event partition; writes bench/RESULTS-quality.md
+	$(PY) -m bench.quality $(BENCH_ARGS)
+
 bench: setup ## pipeline benchmark (Kafka -> Spark -> HDFS), at most 25 min; writes bench/RESULTS.md
 	$(PY) -m bench.pipeline $(BENCH_ARGS)
 
 setup: system-deps venv jars
 
-# Java 17 and Maven run Kafka, HDFS and Spark; installed from Debian's packages when missing.
+# Java 17 and Maven run Kafka, HDFS and Spark; Chromium is the browser the UI tests drive
+# (Playwright cannot download its own here). Installed from Debian's packages when missing.
 system-deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null || { \
-	  echo "installing Java 17 and Maven (Debian packages)"; \
-	  apt-get update -q && apt-get install -y -q openjdk-17-jdk-headless maven; }
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -z "$$missing" ] || { \
+	  echo "installing (Debian packages):$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }
 
 venv: $(VENV_STAMP)
 $(VENV_STAMP): pyproject.toml infra/requirements.lock

@@ -59,12 +59,18 @@ def clean_rows(settings: Settings, day_index: int = 3) -> list[tuple[Any, ...]]:
     ]
 
 
-def faulty_frame(spark: Any, settings: Settings, fault: str | None, day_index: int = 3) -> Any:
-    """A partition's rows (without its partition column) with ``fault`` injected."""
+def faulty_frame(
+    spark: Any, settings: Settings, fault: str | None, day_index: int = 3, shift_days: int = 0
+) -> Any:
+    """A partition's rows (without its partition column) with ``fault`` injected; event times
+    moved ``shift_days`` back (whole days: each row stays on one date)."""
     from pyspark.sql import functions as F
 
     rows = clean_rows(settings, day_index)
     frame = spark.createDataFrame(rows, EVENTS_SCHEMA)
+    if shift_days:
+        shifted = F.col("event_time") - F.expr(f"INTERVAL {shift_days} DAYS")
+        frame = frame.withColumn("event_time", shifted)
     if fault is None:
         return frame
     if fault == "null_keys":  # a few events lost their id and their source
@@ -82,7 +88,7 @@ def faulty_frame(spark: Any, settings: Settings, fault: str | None, day_index: i
         return frame.withColumn("value", F.format_number("value", 3))
     if fault == "stale":  # everything arrived three days ago
         return frame.withColumn("ingested_at", F.col("ingested_at") - F.expr("INTERVAL 3 DAYS"))
-    if fault == "distribution_shift":  # the level moved 4 sigmas up, still within the range
+    if fault == "distribution_shift":  # the level moved 6 sigmas up (most still within range)
         history = load_profile(settings.quality.profile_path)["sources"][SOURCE]
-        return frame.withColumn("value", F.col("value") + 4 * history["std"])
+        return frame.withColumn("value", F.col("value") + 6 * history["std"])
     raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")

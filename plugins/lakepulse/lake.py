@@ -61,6 +61,10 @@ TABLES: dict[str, LakeTable] = {
     "events_agg_5m": LakeTable(
         lambda settings: aggregate_path(settings, "events_agg_5m"), "parquet"
     ),
+    # One JSON line per partition validated (lakepulse.quality.verdicts): the pass rate's source.
+    "quality_results": LakeTable(
+        lambda settings: settings.hdfs.lake_path("_quality", "results"), "json"
+    ),
 }
 
 

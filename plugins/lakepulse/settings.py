@@ -168,8 +168,9 @@ class QualitySettings:
     # (`lakepulse quality profile` proposes them). Relative paths start at the project root.
     profile_path: Path = PROJECT_ROOT / "expectations" / "profiles" / "events_sources.json"
     # A source's mean in a partition more than this many of its historical standard deviations
-    # away from its historical mean is a distribution shift.
-    max_mean_shift_sigmas: float = 3.0
+    # away from its historical mean is a distribution shift. No day of any NAB series moves more
+    # than 4 (a machine failing, a road closed): 5 flags a broken feed, not a real anomaly.
+    max_mean_shift_sigmas: float = 5.0
     # Rows shown per failed expectation in the alert e-mail.
     sample_rows: int = 5
 

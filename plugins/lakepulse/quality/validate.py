@@ -10,7 +10,6 @@ out of the way when it failed, record the verdict. Running it again judges nothi
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from lakepulse.log import get_logger
 from lakepulse.quality import frames, verdicts
 from lakepulse.quality.partitions import Partition, closed_partitions
 from lakepulse.quality.profile import load_profile
-from lakepulse.quality.suites import DOCS_DIR_ENV, RESULTS_DIR_ENV, ROW_INDEX, get_context
+from lakepulse.quality.suites import ROW_INDEX, get_context
 from lakepulse.quality.verdicts import Failure, Verdict
 from lakepulse.settings import Settings
 from lakepulse.streaming_status import read_heartbeat
@@ -48,9 +47,7 @@ class Validator:
         self.settings = settings
         self.run_id = run_id
         self.now = now or dt.datetime.now(dt.UTC)
-        os.environ[RESULTS_DIR_ENV] = str(settings.paths.data_dir / "quality" / "gx_results")
-        os.environ[DOCS_DIR_ENV] = str(settings.data_docs_dir)
-        self.context = get_context()
+        self.context = get_context(settings=settings)
         self.profile = frames.profile_frame(
             spark, load_profile(settings.quality.profile_path)
         ).cache()
