@@ -13,6 +13,9 @@ EXPECTED_TASKS = {
     "backfill": {"check_range", "recompute_aggregates"},
     "compact_lake": {"compact_closed_partitions"},
     "data_quality": {"validate_partitions", "alert", "fail_if_quarantined"},
+    "ml_retrain": {"train_evaluate_promote"},
+    "ml_drift_monitor": {"measure_drift", "signal_drift"},
+    "scoring_supervisor": {"wait_for_champion", "wait_until_scoring_is_down", "run_score_events"},
     "cluster_health": {"kafka", "hdfs", "streaming_job", "mlflow", "airflow"},
     "streaming_supervisor": {
         "wait_until_job_is_down",
@@ -86,3 +89,12 @@ def test_data_quality_runs_on_landed_partitions_and_on_a_schedule(dagbag):
     assert "lakepulse_landed_partitions" in str(dag.timetable.asset_condition)
     submit = dag.get_task("validate_partitions")
     assert submit.application_args[:2] == ["--run-id", "{{ run_id }}"]
+
+
+def test_ml_retrain_runs_daily_on_demand_and_on_drift(dagbag):
+    dag = dagbag.get_dag("ml_retrain")
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert "lakepulse_drift" in str(dag.timetable.asset_condition)
+    assert set(dag.params) == {"models", "test_fraction", "sources", "reason"}
+    monitor = dagbag.get_dag("ml_drift_monitor").get_task("signal_drift")
+    assert [outlet.name for outlet in monitor.outlets] == ["lakepulse_drift"]

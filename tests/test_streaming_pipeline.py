@@ -672,8 +672,8 @@ def test_the_job_lands_every_event_once_and_keeps_late_ones(
     assert counts["quarantined"] == 3
     assert counts["dropped_by_watermark"] == 0
     assert counts["duplicates_dropped"] == 2 * 10 + 1  # minutes 20-29 replayed, a-40 twice
-    # Every table the job writes is registered (quality_results comes from data_quality).
-    written_by_the_job = set(lake.TABLES) - {"quality_results"}
+    # Every table the job writes is registered (the others come from data_quality and scoring).
+    written_by_the_job = set(lake.TABLES) - {"quality_results", "predictions", "ml_drift"}
     assert set(lake.register_tables(spark, settings)) == written_by_the_job
 
 

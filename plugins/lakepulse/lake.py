@@ -61,6 +61,12 @@ TABLES: dict[str, LakeTable] = {
     "events_agg_5m": LakeTable(
         lambda settings: aggregate_path(settings, "events_agg_5m"), "parquet"
     ),
+    # Live scoring (lakepulse.ml.scoring): forecasts and anomaly scores with the model version.
+    "predictions": LakeTable(
+        lambda settings: settings.hdfs.lake_path("ml", "predictions"), "parquet"
+    ),
+    # One JSON line per drift measurement (ml/drift_check.py): the drift chart's source.
+    "ml_drift": LakeTable(lambda settings: settings.hdfs.lake_path("ml", "drift"), "json"),
     # One JSON line per partition validated (lakepulse.quality.verdicts): the pass rate's source.
     "quality_results": LakeTable(
         lambda settings: settings.hdfs.lake_path("_quality", "results"), "json"

@@ -198,6 +198,23 @@ class ProducerSettings:
 
 
 @dataclass(frozen=True)
+class MlSettings:
+    """Forecasting models and live scoring (lakepulse.ml)."""
+
+    registered_model: str = "lakepulse-forecaster"
+    # An event whose anomaly score reaches this goes to the anomalies topic.
+    anomaly_threshold: float = 0.8
+    anomalies_topic: str = "anomalies"
+    anomalies_partitions: int = 1
+    # How often live scoring looks for a new champion.
+    champion_poll_seconds: float = 30.0
+    # Drift (lakepulse.ml.drift) above this starts ml_retrain.
+    drift_threshold: float = 1.0
+    # Rows of each source's recent history that drift compares with its training scale.
+    drift_rows: int = 288
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
@@ -209,6 +226,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     producer: ProducerSettings = field(default_factory=ProducerSettings)
     quality: QualitySettings = field(default_factory=QualitySettings)
+    ml: MlSettings = field(default_factory=MlSettings)
 
     @property
     def airflow_home(self) -> Path:

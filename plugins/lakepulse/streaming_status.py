@@ -81,9 +81,11 @@ def job_state(
     return JobState(True, f"heartbeat {age:.0f}s ago, batch {heartbeat.get('batch_id')}", heartbeat)
 
 
-def current_state(client: WebHdfs, status_dir: str, timeout_seconds: float) -> JobState:
+def current_state(
+    client: WebHdfs, status_dir: str, timeout_seconds: float, job: str = INGEST_JOB
+) -> JobState:
     try:
-        heartbeat = read_heartbeat(client, status_dir)
+        heartbeat = read_heartbeat(client, status_dir, job)
     except (WebHdfsError, HeartbeatUnreadable) as exc:
         return JobState(False, f"cannot read the heartbeat from HDFS: {exc}", known=False)
     return job_state(heartbeat, timeout_seconds)

@@ -12,11 +12,14 @@ from lakepulse.spark_session import spark_submit_conf, spark_submit_env, spark_s
 
 
 class LakepulseSparkSubmitOperator(SparkSubmitOperator):
-    """Submits ``spark/<script>`` with the Spark connection, configuration and environment that
-    Lakepulse's settings give every job; ``with_kafka`` adds the Kafka connector's jars.
+    """Submits ``<folder>/<script>`` (``spark/`` by default, ``ml/`` for the models) with the
+    Spark connection, configuration and environment that Lakepulse's settings give every job;
+    ``with_kafka`` adds the Kafka connector's jars.
     Everything SparkSubmitOperator takes can still be given (and wins)."""
 
-    def __init__(self, *, script: str, with_kafka: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *, script: str, with_kafka: bool = False, folder: str = "spark", **kwargs: Any
+    ) -> None:
         settings = get_settings()
         kwargs.setdefault("conn_id", SPARK_CONN_ID)
         kwargs.setdefault("name", "lakepulse-" + script.removesuffix(".py").replace("_", "-"))
@@ -24,4 +27,4 @@ class LakepulseSparkSubmitOperator(SparkSubmitOperator):
         kwargs.setdefault("env_vars", spark_submit_env())
         if with_kafka:
             kwargs.setdefault("jars", ",".join(spark_submit_jars(settings, required=False)) or None)
-        super().__init__(application=str(PROJECT_ROOT / "spark" / script), **kwargs)
+        super().__init__(application=str(PROJECT_ROOT / folder / script), **kwargs)

@@ -10,6 +10,7 @@ from airflow.sdk import BaseHook, BaseSensorOperator
 from hooks.lakepulse_hooks import LakepulseWebHdfsHook
 from lakepulse.streaming.watchdog import Observation, assess, observe
 from lakepulse.streaming_status import (
+    INGEST_JOB,
     HeartbeatUnreadable,
     current_state,
     job_state,
@@ -29,8 +30,10 @@ class StreamingJobDownSensor(BaseSensorOperator):
     template_fields = ("status_dir",)
 
     def __init__(self, *, status_dir: str, heartbeat_timeout: float,
-                 webhdfs_conn_id: str = "lakepulse_webhdfs", **kwargs: Any) -> None:  # fmt: skip
+                 webhdfs_conn_id: str = "lakepulse_webhdfs", job: str = INGEST_JOB,
+                 **kwargs: Any) -> None:  # fmt: skip
         super().__init__(**kwargs)
+        self.job = job
         self.status_dir = status_dir
         self.heartbeat_timeout = heartbeat_timeout
         self.webhdfs_conn_id = webhdfs_conn_id
@@ -38,7 +41,7 @@ class StreamingJobDownSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool:
         client = LakepulseWebHdfsHook(self.webhdfs_conn_id).get_conn()
-        state = current_state(client, self.status_dir, self.heartbeat_timeout)
+        state = current_state(client, self.status_dir, self.heartbeat_timeout, self.job)
         if not state.known:
             # Unreadable is not down: starting a second job on one checkpoint would be worse.
             self.log.warning("streaming job state unknown, looking again: %s", state.reason)
@@ -51,7 +54,7 @@ class StreamingJobDownSensor(BaseSensorOperator):
         super().execute(context)
         client = LakepulseWebHdfsHook(self.webhdfs_conn_id).get_conn()
         path = record_restart(client, self.status_dir, self._reason, action="start",
-                              dag_run_id=context["run_id"])  # fmt: skip
+                              dag_run_id=context["run_id"], job=self.job)  # fmt: skip
         self.log.info("(re)starting the job because %s; recorded in %s", self._reason, path)
         return self._reason
 

@@ -116,6 +116,11 @@ def topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
             kafka_settings.dlq_partitions,
             config(kafka_settings.dlq_retention_hours),
         ),
+        # Anomalies are alerts: kept as long as dead letters.
+        settings.ml.anomalies_topic: (
+            settings.ml.anomalies_partitions,
+            config(kafka_settings.dlq_retention_hours),
+        ),
     }
 
 
