@@ -31,6 +31,8 @@ TEST_ENV = {
     # Short trigger and heartbeat so that tests see data and failures quickly.
     "LAKEPULSE__SPARK__TRIGGER_SECONDS": "2",
     "LAKEPULSE__SPARK__HEARTBEAT_TIMEOUT_SECONDS": "60",
+    # Live scoring looks for a new champion often, so that a swap shows within a test.
+    "LAKEPULSE__ML__CHAMPION_POLL_SECONDS": "5",
 }
 
 
@@ -136,3 +138,33 @@ def job_running(platform):
     health = wait_until(job_alive, timeout=480, interval=3, what="streaming job")
     assert health.ok, f"the streaming job did not come up: {health.detail}"
     return platform
+
+
+# Four NAB series with regular 5-minute steps: 288 events each per day.
+REPLAY_SOURCES = ",".join(
+    f"realAWSCloudwatch/{name}"
+    for name in ("ec2_cpu_utilization_24ae8d", "ec2_cpu_utilization_5f5533",
+                 "grok_asg_anomaly", "rds_cpu_utilization_cc0c53")
+)  # fmt: skip
+REPLAY_STEPS = 300  # the day and 55 minutes more, so that the stream closes the day
+
+
+@pytest.fixture(scope="session")
+def replayed_day(job_running):
+    """Yesterday (UTC), whole: four NAB series replayed onto its clock from midnight.
+
+    Shared by the report and REST API tests, which need a closed day with known contents.
+    Yesterday, not today: the stream's watermark must stay behind the wall clock, or events
+    that later tests send with current times would count as late.
+    """
+    import datetime as dt
+
+    from lakepulse.producer import produce
+
+    day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=dt.UTC)
+    sources = REPLAY_SOURCES.split(",")
+    report = produce(job_running, sources=REPLAY_SOURCES, speedup=0, start=start, rebase=True,
+                     limit=len(sources) * REPLAY_STEPS, progress=False)  # fmt: skip
+    assert report.ok, report.as_dict()
+    return day, len(sources) * 288
