@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         reference.append(time.monotonic() - t0)
         t0 = time.monotonic()
         verdict = validator.validate(partition)
+        validator.build_docs()
         validation.append(time.monotonic() - t0)
         print(f"run {attempt + 1}/{args.repeat}: reference {reference[-1]:.1f}s, "
               f"validation {validation[-1]:.1f}s", flush=True)  # fmt: skip

@@ -70,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         judged = validate_pending(spark, settings, args.run_id, args.partition)
         reconciliation = None
         if not args.no_reconcile:
-            checked = reconcile_offsets(Validator(spark, settings, args.run_id))
+            validator = Validator(spark, settings, args.run_id)
+            checked = reconcile_offsets(validator)
+            validator.build_docs()
             if checked is not None:
                 passed, failures, rows = checked
                 reconciliation = {

@@ -36,6 +36,12 @@ TEST_ENV = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that produce events at "now" move the session's shared event-time watermark to
+    now: every test replaying NAB's original (2011-2015) times must run before them."""
+    items.sort(key=lambda item: item.get_closest_marker("event_time_now") is not None)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Before anything imports airflow or resolves settings: Airflow reads its environment once.
     os.environ.update(TEST_ENV)

@@ -15,7 +15,7 @@ from conftest import wait_for
 from lakepulse.producer import produce
 from lakepulse.sources.faults import FaultConfig
 
-pytestmark = [pytest.mark.streaming, pytest.mark.integration]
+pytestmark = [pytest.mark.streaming, pytest.mark.integration, pytest.mark.event_time_now]
 
 DEADLINE_S = 420
 

@@ -5,8 +5,8 @@ equal a batch recomputation over the raw zone. Runs on the session's private pla
 Airflow supervisor restarts the job after each kill.
 
 Event time is shared by every test of the session: the synthetic events here are produced at
-"now", so tests before this one must not push the watermark into the future (the NAB replays
-in the platform tests keep their original, 2014, timestamps)."""
+"now", so the module is marked ``event_time_now`` and runs after the NAB replays of the other
+platform tests, which keep their original (2011-2015) timestamps."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from lakepulse.sources.faults import FaultConfig
 from lakepulse.streaming_status import current_state
 from lakepulse.webhdfs import WebHdfs
 
-pytestmark = [pytest.mark.streaming, pytest.mark.integration]
+pytestmark = [pytest.mark.streaming, pytest.mark.integration, pytest.mark.event_time_now]
 
 KILLS = 5
 RATE = 300  # events/s

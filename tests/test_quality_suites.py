@@ -108,6 +108,7 @@ def test_failures_name_sample_rows(spark: Any, settings: Settings, validator: Va
 
 
 def test_data_docs_are_built(settings: Settings, validator: Validator) -> None:
+    validator.build_docs()
     index = settings.data_docs_dir / "index.html"
     assert index.exists(), "Data Docs were not built"
     assert "events" in index.read_text()

@@ -162,11 +162,12 @@ def write_context(root: Path = CONTEXT_ROOT) -> list[str]:
         validation = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
+        # No Data Docs action: a run rebuilds the docs once, after all its partitions.
         context.checkpoints.add_or_update(
             gx.Checkpoint(
                 name=name,
                 validation_definitions=[validation],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+                actions=[],
                 result_format=result_format(name),
             )
         )

@@ -124,6 +124,12 @@ class Validator:
             for row in frame.where(condition).select(*shown).limit(limit).collect()
         ]
 
+    def build_docs(self) -> None:
+        """Rebuild Data Docs (every suite and validation result kept so far)."""
+        started = time.monotonic()
+        self.context.build_data_docs()
+        log.info("data docs built", seconds=round(time.monotonic() - started, 1))
+
     def read(self, partition: Partition) -> DataFrame | None:
         """The partition's rows as stored (a changed schema stays visible), or None if gone."""
         from pyspark.errors import AnalysisException
@@ -240,6 +246,7 @@ def validate_pending(
             failed=[f.describe() for f in verdict.failures],
         )
         judged.append(verdict)
+    validator.build_docs()
     return judged
 
 
