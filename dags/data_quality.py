@@ -92,7 +92,7 @@ def data_quality():
 
     @task
     def fail_if_quarantined(summary: dict) -> None:
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         if summary["failed"] or summary.get("reconciled") is False:
             raise AirflowFailException(

@@ -37,7 +37,7 @@ def ml_drift_monitor():
         import datetime as dt
         import json
 
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from lakepulse.settings import get_settings
         from lakepulse.webhdfs import WebHdfs
