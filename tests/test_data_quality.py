@@ -18,6 +18,7 @@ from dq_faults import EXPECTED_REASON, FAULTS, SOURCE, faulty_frame
 
 from lakepulse.quality import verdicts as store
 from lakepulse.quality.partitions import Partition, _hdfs_path, watermarks
+from lakepulse.quality.runs import load_run
 from lakepulse.streaming_status import read_heartbeat
 from lakepulse.webhdfs import WebHdfs
 
@@ -125,6 +126,8 @@ def test_the_run_was_started_by_the_landed_partitions_asset(judged, job_running)
     run = api.wait_for_run("data_quality", run_id, timeout=300)
     assert run["run_type"] == "asset_triggered", run
     assert run["state"] == "failed"  # red: partitions were quarantined
+    outcome = load_run(WebHdfs(job_running.hdfs), job_running, run_id)
+    assert outcome.reconciled is True  # every Kafka offset consumed landed, once
     states = {ti["task_id"]: ti["state"] for ti in api.task_instances("data_quality", run_id)}
     assert states == {"validate_partitions": "success", "alert": "success",
                       "fail_if_quarantined": "failed"}  # fmt: skip
