@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 JARS_STAMP  := infra/target/.fetched
 VENV_STAMP  := $(VENV)/.installed
 
-.PHONY: run stop status test bench bench-quality setup venv jars system-deps lint format clean
+.PHONY: run stop status test bench bench-quality bench-nab setup venv jars system-deps lint format clean
 
 run: setup ## start every service and the main job; returns when events have landed
 	$(LAKEPULSE) up
@@ -29,6 +29,9 @@ bench-quality: setup ## time the validation of a 1M-event partition; writes benc
 
 bench: setup ## pipeline benchmark (Kafka -> Spark -> HDFS), at most 25 min; writes bench/RESULTS.md
 	$(PY) -m bench.pipeline $(BENCH_ARGS)
+
+bench-nab: setup ## the anomaly detector on the NAB corpus, under a minute; writes bench/nab/results/
+	$(PY) -m bench.nab $(BENCH_ARGS)
 
 setup: system-deps venv jars
 

@@ -1,0 +1,5 @@
+import sys
+
+from bench.nab.runner import main
+
+sys.exit(main())
