@@ -410,10 +410,23 @@ def reference_rates(refs: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+# Sections of RESULTS.md that other benchmarks write (bench.nab): kept when the page is redone.
+OTHER_SECTIONS = "\n## NAB"
+
+
+def _keep_other_sections(page: str, path: Path) -> str:
+    old = path.read_text() if path.exists() else ""
+    return (
+        page.rstrip("\n") + "\n" + old[old.index(OTHER_SECTIONS) :]
+        if OTHER_SECTIONS in old
+        else page
+    )
+
+
 def write_results(results: dict[str, Any], args: argparse.Namespace, out: Path) -> None:
     results["caveats"] = caveats(results, args)
     report.write_json(results, out / "results.json")
-    args.results.write_text(report.render_markdown(results))
+    args.results.write_text(_keep_other_sections(report.render_markdown(results), args.results))
 
 
 def configure(args: argparse.Namespace, out: Path) -> Settings:
@@ -460,7 +473,7 @@ def initial_results(args: argparse.Namespace, settings: Settings) -> dict[str, A
 def render_only(source: Path, destination: Path) -> int:
     """Write RESULTS.md again from a results.json (after a change of the page's layout)."""
     results = json.loads(source.read_text())
-    destination.write_text(report.render_markdown(results))
+    destination.write_text(_keep_other_sections(report.render_markdown(results), destination))
     print(f"wrote {destination} from {source} (run of {results['started_at']} UTC)")
     return 0
 
