@@ -68,6 +68,9 @@ class ChampionWatcher:
     """The current champion, looked up at most every ``poll_seconds``."""
 
     def __init__(self, spark: SparkSession, settings: Settings) -> None:
+        import mlflow
+
+        mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
         self.spark = spark
         self.settings = settings
         self.champion: Champion | None = None
@@ -184,6 +187,14 @@ class BatchScorer:
         if rows.empty:
             return
         champion = self.champions.current()
+        if champion is None:
+            # Failing the batch keeps its events for a later attempt: no prediction is ever
+            # written without the version of the model that made it.
+            raise RuntimeError(
+                f"no champion of {self.settings.ml.registered_model!r} could be loaded from "
+                f"MLflow at {self.settings.mlflow.tracking_uri}; the batch is retried when the "
+                "scoring job restarts (scoring_supervisor waits for a champion)"
+            )
         detectors = self.states.load(batch_id)
         new = sorted(set(rows["source"]) - set(detectors))
         if new:
@@ -205,14 +216,14 @@ class BatchScorer:
         threshold = self.settings.ml.anomaly_threshold
         rows["is_anomaly"] = rows["anomaly_score"] >= threshold
         rows["model_name"] = self.settings.ml.registered_model
-        rows["model_version"] = champion.version if champion else None
+        rows["model_version"] = champion.version
         rows["scored_at"] = dt.datetime.now(dt.UTC)
         self._publish(rows, batch_id)
         self._send_anomalies(rows[rows["is_anomaly"]])
         self.states.save(batch_id, detectors)
         log.info("batch scored", batch_id=batch_id, events=len(rows),
                  anomalies=int(rows["is_anomaly"].sum()),
-                 model_version=champion.version if champion else None)  # fmt: skip
+                 model_version=champion.version)  # fmt: skip
 
     @staticmethod
     def _features(detector: AnomalyDetector, when: dt.datetime) -> list[float] | None:
