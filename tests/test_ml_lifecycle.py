@@ -27,7 +27,7 @@ SOURCES = [
     "realTraffic/occupancy_t4013",
     "realTraffic/occupancy_6005",
 ]
-LIMIT = 6000  # about five days of the four series
+LIMIT = 3600  # about three days of the four series
 DEADLINE_S = 900
 
 
@@ -61,7 +61,7 @@ def history(job_running):
     client = WebHdfs(settings.hdfs)
     wait_for(lambda: [d for d in store.trusted_partitions(client, settings, "events")
                       if d.year == 2015],
-             lambda days: len(days) >= 4, DEADLINE_S,
+             lambda days: len(days) >= 3, DEADLINE_S,
              "data_quality passing the replayed days")  # fmt: skip
     return report
 

@@ -119,7 +119,8 @@ def scale(features: DataFrame, stats: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     joined = features.join(F.broadcast(stats), "source")
-    level = ["value", "seasonal_naive", *LEVEL_FEATURES]
+    # Live rows have no value or seasonal-naive yet: scale what is there.
+    level = [c for c in ("value", "seasonal_naive", *LEVEL_FEATURES) if c in features.columns]
     for name in level:
         joined = joined.withColumn(f"{name}_z", (F.col(name) - F.col("mean")) / F.col("std"))
     for name in SPREAD_FEATURES:
