@@ -161,7 +161,8 @@ def replayed_day(job_running):
 
     Shared by the report and REST API tests, which need a closed day with known contents.
     Yesterday, not today: the stream's watermark must stay behind the wall clock, or events
-    that later tests send with current times would count as late.
+    that later tests send with current times would count as late. It is far ahead of NAB's
+    original times, so the modules using it are marked ``event_time_now``.
     """
     import datetime as dt
 

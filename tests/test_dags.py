@@ -12,6 +12,7 @@ DAGS = Path(__file__).resolve().parents[1] / "dags"
 EXPECTED_TASKS = {
     "backfill": {"check_range", "recompute_aggregates"},
     "compact_lake": {"compact_closed_partitions"},
+    "daily_report": {"run_analyses", "render_and_send"},
     "data_quality": {"validate_partitions", "alert", "fail_if_quarantined"},
     "ml_retrain": {"train_evaluate_promote"},
     "ml_drift_monitor": {"measure_drift", "signal_drift"},

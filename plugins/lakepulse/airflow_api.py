@@ -54,8 +54,9 @@ class AirflowApi:
         return self._token
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        extra_headers = kwargs.pop("headers", {})  # e.g. Accept; the token is added here
         for attempt in range(2):
-            headers = {"Authorization": f"Bearer {self._token or self.token()}"}
+            headers = {**extra_headers, "Authorization": f"Bearer {self._token or self.token()}"}
             response = self.session.request(
                 method, f"{self.base_url}{path}", headers=headers, timeout=self.timeout, **kwargs
             )

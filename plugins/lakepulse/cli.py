@@ -4,6 +4,7 @@ lakepulse up | down | status          the local platform (what `make run/stop/st
 lakepulse produce [--sources ...]     replay NAB series (or synthetic streams) into Kafka
 lakepulse consume [--topic ...]       read a topic back and count what is there
 lakepulse sql "<query>"               Spark SQL over the lake's tables
+lakepulse sql --query NAME            a named analysis (--list-queries), e.g. --param day=...
 lakepulse airflow-env                 export lines to run Airflow's own CLI on this deployment
 """
 
@@ -103,6 +104,17 @@ def _consume(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
+    if args.list_queries:
+        from lakepulse.analysis import list_queries_command
+
+        return list_queries_command()
+    if args.named:
+        from lakepulse.analysis import named_query_command
+
+        return named_query_command(get_settings(), args.named, args.param)
+    if not args.query:
+        print("lakepulse sql: give a query, or --query NAME (--list-queries)", file=sys.stderr)
+        return 2
     from lakepulse.lake import sql_command
 
     return sql_command(get_settings(), args.query)
@@ -210,7 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
     consume.set_defaults(handler=_consume)
 
     sql = commands.add_parser("sql", help="run Spark SQL over the lake's tables")
-    sql.add_argument("query")
+    sql.add_argument("query", nargs="?", help="a SQL statement")
+    sql.add_argument(
+        "--query",
+        dest="named",
+        metavar="NAME",
+        help="run a named analysis (plugins/lakepulse/analysis/queries/NAME.sql)",
+    )
+    sql.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of the named query, e.g. day=2026-11-25 (repeatable)",
+    )
+    sql.add_argument("--list-queries", action="store_true", help="list the named analyses")
     sql.set_defaults(handler=_sql)
 
     quality = commands.add_parser("quality", help="data-quality suites and source profiles")
