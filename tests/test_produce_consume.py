@@ -291,6 +291,7 @@ def test_pipeline_topics_get_their_config_and_partition_drift_is_only_reported(
             kafka_settings.kafka, events_topic=f"events-{suffix}", dlq_topic=f"dlq-{suffix}",
             dlq_partitions=2, retention_hours=2, dlq_retention_hours=48,
         ),
+        ml=dataclasses.replace(kafka_settings.ml, anomalies_topic=f"anomalies-{suffix}"),
     )  # fmt: skip
     wanted = stack.topics(settings)
     assert sorted(kafka.ensure_topics(settings, wanted)) == sorted(wanted)
