@@ -41,11 +41,12 @@ log = get_logger("score_events")
 
 SCORE_QUERY = "score_events"
 SCORING_JOB = "score_events"  # its heartbeat: <status_path>/score_events.json
+BAND_SPREADS = 2.0  # half-width of the forecast band, in robust residual spreads
 WARMUP_ROWS = 3000  # history a new source's detector learns before scoring live events
 PREDICTION_COLUMNS = (
     "event_id string, source string, event_time timestamp, value double, forecast double, "
-    "anomaly_score double, is_anomaly boolean, model_name string, model_version string, "
-    "scored_at timestamp, event_date date"
+    "forecast_lower double, forecast_upper double, anomaly_score double, is_anomaly boolean, "
+    "model_name string, model_version string, scored_at timestamp, event_date date"
 )
 
 
@@ -199,7 +200,7 @@ class BatchScorer:
         new = sorted(set(rows["source"]) - set(detectors))
         if new:
             detectors.update(warm_up(self.spark, self.settings, new))
-        scores, features = [], []
+        scores, spreads, features = [], [], []
         for source, part in rows.groupby("source", sort=False):
             detector = detectors[source]
             for event_id, moment, value in zip(part["event_id"], part["event_time"], part["value"],
@@ -209,10 +210,18 @@ class BatchScorer:
                 row = self._features(detector, when)
                 if row is not None:
                     features.append((event_id, source, *row))
+                spreads.append(detector.scale if detector.model is not None else None)
                 scores.append(detector.score_one(when, value))
                 detector.learn_one(when, value)
         rows["anomaly_score"] = scores
         rows["forecast"] = rows["event_id"].map(self._forecasts(champion, features))
+        # The band: the forecast +- BAND_SPREADS robust spreads of the source's recent forecast
+        # residuals (the detector's), where both are known.
+        import pandas as pd
+
+        band = pd.Series(spreads, index=rows.index, dtype="float64") * BAND_SPREADS
+        rows["forecast_lower"] = rows["forecast"] - band
+        rows["forecast_upper"] = rows["forecast"] + band
         threshold = self.settings.ml.anomaly_threshold
         rows["is_anomaly"] = rows["anomaly_score"] >= threshold
         rows["model_name"] = self.settings.ml.registered_model

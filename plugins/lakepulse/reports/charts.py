@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import zlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -34,6 +35,11 @@ PALETTE = (
     "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
     "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#ff7f0e",
 )  # fmt: skip
+
+
+def _floats(values) -> list[float]:
+    """Numbers for matplotlib: a missing value becomes NaN (drawn as a gap)."""
+    return [math.nan if v is None else float(v) for v in values]
 
 
 def source_colours(data: ReportData) -> dict[str, str]:
@@ -144,17 +150,18 @@ def anomalies(data: ReportData) -> bytes:
     for ax, source in zip(axes, sources, strict=True):
         points = series[source]
         times = [_instant(p["time"]) for p in points]
-        values = [p["value"] for p in points]
+        values = _floats(p["value"] for p in points)
         colour = colours[source]
         # Markers when points are few: a lone point has no line to show it.
         marker = "." if len(points) < 50 else None
         ax.plot(times, values, color=colour, linewidth=1.2, marker=marker,
                 label=f"{source} (5-min mean)")  # fmt: skip
         if predicted:
-            ax.fill_between(times, [p["forecast_lower"] for p in points],
-                            [p["forecast_upper"] for p in points], color=FORECAST, alpha=0.18,
-                            linewidth=0, label="forecast band")  # fmt: skip
-            ax.plot(times, [p["forecast"] for p in points], color=FORECAST, linewidth=0.9,
+            # Rows scored before a source's detector had a model carry no forecast (NaN: a gap).
+            ax.fill_between(times, _floats(p["forecast_lower"] for p in points),
+                            _floats(p["forecast_upper"] for p in points), color=FORECAST,
+                            alpha=0.18, linewidth=0, label="forecast band")  # fmt: skip
+            ax.plot(times, _floats(p["forecast"] for p in points), color=FORECAST, linewidth=0.9,
                     linestyle="--", label="forecast")  # fmt: skip
         marked = [(t, v) for t, v, p in zip(times, values, points, strict=True) if p[flagged]]
         if marked:
