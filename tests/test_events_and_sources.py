@@ -1033,6 +1033,11 @@ def test_topics_come_from_settings() -> None:
             {"retention.ms": str(720 * 3_600_000), "cleanup.policy": "delete",
              "min.insync.replicas": "1"},
         ),
+        "anomalies": (
+            1,
+            {"retention.ms": str(720 * 3_600_000), "cleanup.policy": "delete",
+             "min.insync.replicas": "1"},
+        ),
     }  # fmt: skip
     cluster = load_settings(
         environ={

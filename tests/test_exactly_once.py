@@ -1,8 +1,9 @@
 """Exactly once under crashes: the streaming driver is killed (SIGKILL) five times while a
 faulty stream is produced; afterwards the curated `events` table holds every valid event once,
-late events are kept apart, malformed ones are quarantined once, and the streamed aggregates
-equal a batch recomputation over the raw zone. Runs on the session's private platform, whose
-Airflow supervisor restarts the job after each kill.
+late events are kept apart and malformed ones are quarantined once. (That the streamed
+aggregates equal a batch recomputation is checked on a local lake across a restart in
+test_streaming_pipeline.py; under these kills it is not checked yet.) Runs on the session's
+private platform, whose Airflow supervisor restarts the job after each kill.
 
 Event time is shared by every test of the session: the synthetic events here are produced at
 "now", so the module is marked ``event_time_now`` and runs after the NAB replays of the other
@@ -89,7 +90,7 @@ def _kill_at_random_moments(settings, rng: random.Random) -> list[int]:
 
 
 @pytest.mark.timeout(1800)
-def test_kill_9_five_times_loses_and_duplicates_nothing(job_running, lake_rows, lake_spark):
+def test_kill_9_five_times_loses_and_duplicates_nothing(job_running, lake_rows):
     settings = job_running
     reports = []
     producer = threading.Thread(target=lambda: reports.append(produce(
@@ -136,42 +137,3 @@ def test_kill_9_five_times_loses_and_duplicates_nothing(job_running, lake_rows, 
     # repeat the same bytes across messages and tests, so only the former are counted exactly.
     unique = [p for p, n in produced.items() if n == 1 and FULL_EVENT_ID.search(p)]
     assert unique and {p: quarantined[p] for p in unique if quarantined[p] != 1} == {}
-
-    _assert_aggregates_equal_a_batch_recomputation(settings, lake_spark)
-
-
-def _assert_aggregates_equal_a_batch_recomputation(settings, spark) -> None:
-    """Windows the stream has closed (their end behind its watermark) hold what a batch
-    recomputation over the raw zone gives."""
-    from pyspark.sql import functions as F
-
-    from lakepulse.lake import register_tables
-    from lakepulse.transforms.curate import recompute_aggregates
-
-    register_tables(spark, settings)
-    synthetic = F.col("source").startswith("synthetic/")
-    raw = spark.table("raw_events").where(synthetic)
-    days = [row[0] for row in raw.select("event_date").distinct().collect()]
-    front = spark.table("events").where(synthetic).agg(F.max("event_time")).first()[0]
-    closed_before = front - dt.timedelta(minutes=10)
-    recomputed = recompute_aggregates(raw, spark.table("late_events"), min(days), max(days))
-    for table, batch in recomputed.items():
-        streamed = _rows(spark.table(table).where(synthetic), closed_before)
-        expected = _rows(batch, closed_before)
-        assert expected, f"no closed {table} windows to compare"
-        only_streamed = sorted(streamed - expected)[:5]
-        only_batch = sorted(expected - streamed)[:5]
-        assert streamed == expected, (
-            f"{table}: {len(streamed - expected)} rows only streamed, e.g. {only_streamed}; "
-            f"{len(expected - streamed)} only recomputed, e.g. {only_batch}"
-        )
-
-
-def _rows(frame, closed_before: dt.datetime) -> set[tuple]:
-    stats = ("count", "missing", "min", "max", "mean", "stddev", "p50", "p95")
-    rows = (
-        frame.where(frame.window_end <= closed_before)
-        .select("source", "window_start", *stats)
-        .collect()
-    )
-    return {tuple(round(v, 6) if isinstance(v, float) else v for v in row) for row in rows}
