@@ -1,17 +1,24 @@
 """Exactly once under crashes: the streaming driver is killed (SIGKILL) five times while a
 faulty stream is produced; afterwards the curated `events` table holds every valid event once,
-late events are kept apart and malformed ones are quarantined once. (That the streamed
-aggregates equal a batch recomputation is checked on a local lake across a restart in
-test_streaming_pipeline.py; under these kills it is not checked yet.) Runs on the session's
+late events are kept apart, malformed ones are quarantined once, and every aggregate window
+the stream has closed equals a batch recomputation over the raw zone. Runs on the session's
 private platform, whose Airflow supervisor restarts the job after each kill.
 
-Event time is shared by every test of the session: the synthetic events here are produced at
-"now", so the module is marked ``event_time_now`` and runs after the NAB replays of the other
-platform tests, which keep their original (2011-2015) timestamps."""
+Event time is shared by every test of the session: the synthetic events here are produced
+close to "now", so the module is marked ``event_time_now`` and runs after the NAB replays of
+the other platform tests, which keep their original (2011-2015) timestamps.
+
+The stream closes a window once its watermark (the newest event time minus the allowed
+lateness) passes the window's end. Five minutes of data never move the watermark past their
+own windows, so the run starts its event time a few minutes in the past and, once everything
+is in, one "tick" event a lateness past the run's last event closes all its windows. The tick
+lands at most a few minutes ahead of the wall clock: events that later tests send at "now"
+stay within the lateness and on time."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import random
 import re
@@ -37,6 +44,9 @@ LIMIT = 90_000  # 300 s of producing: the kills (about a minute apart) fall whil
 SOURCES = 20
 FAULTS = FaultConfig(malformed=0.05, duplicates=0.03, late=0.01, out_of_order=0.05)
 RESTART_DEADLINE_S = 300
+# Event time starts this far back, so that the closing tick stays near the wall clock.
+START_BEHIND = dt.timedelta(minutes=8)
+TICK_SOURCE = "test/watermark_tick"  # outside synthetic/%, whose windows are compared
 FULL_EVENT_ID = re.compile(
     rb'"event_id":\s*"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"'
 )
@@ -90,12 +100,13 @@ def _kill_at_random_moments(settings, rng: random.Random) -> list[int]:
 
 
 @pytest.mark.timeout(1800)
-def test_kill_9_five_times_loses_and_duplicates_nothing(job_running, lake_rows):
+def test_kill_9_five_times_loses_and_duplicates_nothing(job_running, lake_rows, lake_spark):
     settings = job_running
     reports = []
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - START_BEHIND
     producer = threading.Thread(target=lambda: reports.append(produce(
         settings, synthetic=True, rate=RATE, sources_count=SOURCES, limit=LIMIT, faults=FAULTS,
-        progress=False, collect_ids=True, seed=7,
+        progress=False, collect_ids=True, seed=7, start=start,
     )))  # fmt: skip
     producer.start()
     killed = _kill_at_random_moments(settings, random.Random(11))
@@ -137,3 +148,95 @@ def test_kill_9_five_times_loses_and_duplicates_nothing(job_running, lake_rows):
     # repeat the same bytes across messages and tests, so only the former are counted exactly.
     unique = [p for p, n in produced.items() if n == 1 and FULL_EVENT_ID.search(p)]
     assert unique and {p: quarantined[p] for p in unique if quarantined[p] != 1} == {}
+
+    streamed_events = sum(counts.values())
+    watermark = _close_the_run_windows(settings, lake_rows)
+    compared = _assert_closed_windows_equal_a_batch_recomputation(settings, lake_spark, watermark)
+    assert compared >= streamed_events  # the run's windows were among those compared
+
+
+def _close_the_run_windows(settings, lake_rows) -> dt.datetime:
+    """Send one event a lateness (and a minute) past the run's newest event; return the
+    aggregate query's watermark once the stream has moved past every window of the run."""
+    from confluent_kafka import Producer
+
+    from lakepulse.events import Event
+    from lakepulse.quality.partitions import watermarks
+    from lakepulse.streaming.ingest_job import AGGREGATE_QUERY
+    from lakepulse.streaming_status import read_heartbeat
+    from lakepulse.transforms.lateness import parse_delay_ms
+
+    (newest,) = lake_rows("select max(event_time) from raw_events where source like 'synthetic/%'")
+    newest = newest[0].replace(tzinfo=dt.UTC)
+    lateness = dt.timedelta(milliseconds=parse_delay_ms(settings.spark.watermark_delay))
+    tick = Event.create(TICK_SOURCE, newest + lateness + dt.timedelta(minutes=1), 0.0)
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    producer.produce(settings.kafka.events_topic, tick.to_json_bytes(), key=tick.key)
+    assert producer.flush(30) == 0
+
+    client = WebHdfs(settings.hdfs)
+    # Sliding windows reach a window size past their last event; the 1-minute margin is
+    # enough for the tumbling ones, so compare what is closed rather than wait for all.
+    return wait_for(
+        lambda: watermarks(read_heartbeat(client, settings.status_path)).get(AGGREGATE_QUERY),
+        lambda mark: mark is not None and mark > newest,
+        RESTART_DEADLINE_S,
+        "the aggregate query's watermark past the run's newest event",
+    )
+
+
+def _assert_closed_windows_equal_a_batch_recomputation(settings, spark, watermark) -> int:
+    """Windows the stream has closed (ending at or before its watermark) hold what a batch
+    recomputation over the raw zone gives; returns the events counted in the 1-minute ones."""
+    from pyspark.sql import functions as F
+
+    from lakepulse.lake import register_tables
+    from lakepulse.transforms.curate import recompute_aggregates
+
+    register_tables(spark, settings)
+    synthetic = F.col("source").startswith("synthetic/")
+    raw = spark.table("raw_events").where(synthetic)
+    days = [row[0] for row in raw.select("event_date").distinct().collect()]
+    recomputed = recompute_aggregates(raw, spark.table("late_events"), min(days), max(days))
+    counted = 0
+    for table, batch in recomputed.items():
+        streamed = _closed_windows(spark.table(table).where(synthetic), watermark)
+        expected = _closed_windows(batch, watermark)
+        assert expected, f"no closed {table} windows to compare (watermark {watermark})"
+        only_streamed = sorted(streamed.keys() - expected.keys())
+        only_batch = sorted(expected.keys() - streamed.keys())
+        differing = sorted(k for k in streamed.keys() & expected.keys()
+                           if not _same_stats(streamed[k], expected[k]))  # fmt: skip
+        assert not (only_streamed or only_batch or differing), (
+            f"{table}: {len(only_streamed)} windows only streamed, e.g. {only_streamed[:3]}; "
+            f"{len(only_batch)} only recomputed, e.g. {only_batch[:3]}; {len(differing)} differ, "
+            f"e.g. {[(streamed[k], expected[k]) for k in differing[:3]]}"
+        )
+        if table == "events_agg_1m":
+            counted = sum(stats[0] for stats in streamed.values())
+    return counted
+
+
+STATS = ("count", "missing", "min", "max", "mean", "stddev", "p50", "p95")
+
+
+def _closed_windows(frame, watermark: dt.datetime) -> dict[tuple, tuple]:
+    """(source, window_start) -> statistics, for windows ending at or before ``watermark``."""
+    from pyspark.sql import functions as F
+
+    closed = frame.where(frame.window_end <= F.lit(watermark))  # an aware time: no local zone
+    rows = closed.select("source", "window_start", *STATS).collect()
+    return {(row[0], row[1]): tuple(row[2:]) for row in rows}
+
+
+def _same_stats(streamed: tuple, recomputed: tuple) -> bool:
+    """Equal, floats up to summation order (a stream adds its batches up in another order)."""
+    return all(
+        a == b
+        or (
+            isinstance(a, float)
+            and isinstance(b, float)
+            and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+        )
+        for a, b in zip(streamed, recomputed, strict=True)
+    )
