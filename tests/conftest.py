@@ -50,7 +50,23 @@ def pytest_configure(config: pytest.Config) -> None:
     from lakepulse.services.airflow import airflow_env
     from lakepulse.settings import load_settings
 
-    os.environ.update(airflow_env(load_settings()))
+    settings = load_settings()
+    os.environ.update(airflow_env(settings))
+    _require_nab(settings)
+
+
+def _require_nab(settings) -> None:
+    """The platform tests replay NAB's original times: without the corpus the producer would
+    fall back to synthetic events at "now" and move the shared watermark under every test."""
+    from lakepulse.sources.nab import NAB_HINT, data_dir
+
+    found = data_dir(settings.paths.nab_dir)
+    if not found.is_dir():
+        raise pytest.UsageError(
+            f"the tests need the NAB corpus and found no {found}. {NAB_HINT} Or point "
+            "LAKEPULSE__PATHS__NAB_DIR at a folder holding it (the default is ../shared/data/nab "
+            "beside the project)."
+        )
 
 
 @pytest.fixture(scope="session")
