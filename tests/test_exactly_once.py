@@ -158,14 +158,22 @@ def test_kill_9_five_times_loses_and_duplicates_nothing(job_running, lake_rows, 
 def _start_on_time(settings, lake_rows) -> dt.datetime:
     """START_BEHIND the wall clock, but never behind the stream's watermark: an earlier test
     may have sent events ahead of the clock (the replayed day ends 55 minutes into today)."""
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - START_BEHIND
+    front = _newest_raw_event_time(lake_rows)
+    if front is None:
+        return start
+    return max(start, front - _lateness(settings) + dt.timedelta(minutes=1))
+
+
+def _newest_raw_event_time(lake_rows, where: str = "true") -> dt.datetime | None:
+    (newest,) = lake_rows(f"select max(event_time) from raw_events where {where}") or [(None,)]
+    return None if newest[0] is None else newest[0].replace(tzinfo=dt.UTC)
+
+
+def _lateness(settings) -> dt.timedelta:
     from lakepulse.transforms.lateness import parse_delay_ms
 
-    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - START_BEHIND
-    (front,) = lake_rows("select max(event_time) from raw_events") or [(None,)]
-    if front[0] is None:
-        return start
-    lateness = dt.timedelta(milliseconds=parse_delay_ms(settings.spark.watermark_delay))
-    return max(start, front[0].replace(tzinfo=dt.UTC) - lateness + dt.timedelta(minutes=1))
+    return dt.timedelta(milliseconds=parse_delay_ms(settings.spark.watermark_delay))
 
 
 def _close_the_run_windows(settings, lake_rows) -> dt.datetime:
@@ -177,12 +185,9 @@ def _close_the_run_windows(settings, lake_rows) -> dt.datetime:
     from lakepulse.quality.partitions import watermarks
     from lakepulse.streaming.ingest_job import AGGREGATE_QUERY
     from lakepulse.streaming_status import read_heartbeat
-    from lakepulse.transforms.lateness import parse_delay_ms
 
-    (newest,) = lake_rows("select max(event_time) from raw_events where source like 'synthetic/%'")
-    newest = newest[0].replace(tzinfo=dt.UTC)
-    lateness = dt.timedelta(milliseconds=parse_delay_ms(settings.spark.watermark_delay))
-    tick = Event.create(TICK_SOURCE, newest + lateness + dt.timedelta(minutes=1), 0.0)
+    newest = _newest_raw_event_time(lake_rows, "source like 'synthetic/%'")
+    tick = Event.create(TICK_SOURCE, newest + _lateness(settings) + dt.timedelta(minutes=1), 0.0)
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
     producer.produce(settings.kafka.events_topic, tick.to_json_bytes(), key=tick.key)
     assert producer.flush(30) == 0
